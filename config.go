@@ -1,0 +1,111 @@
+package teal
+
+import (
+	"time"
+)
+
+// Config is one app's teal.yaml (spec/config.md). Only the keys of capabilities that exist are
+// fields here; the parser refuses keys of capabilities not built yet with "not supported yet".
+type Config struct {
+	// Path is the file the config was read from; relative paths resolve against its directory.
+	Path string `yaml:"-"`
+
+	App            string `yaml:"app"`              // required
+	Provider       string `yaml:"provider"`         // = local
+	Router         string `yaml:"router"`           // = builtin
+	DataDir        string `yaml:"data_dir"`         // = .teal (made absolute by ParseConfig)
+	Listen         string `yaml:"listen"`           // = 127.0.0.1:8080
+	Preview        string `yaml:"preview"`          // = "" (none)
+	Admin          string `yaml:"admin"`            // = 127.0.0.1:7070
+	AdminTokenFile string `yaml:"admin_token_file"` // = DataDir/admin.token
+
+	Run     RunConfig     `yaml:"run"`
+	Health  HealthConfig  `yaml:"health"`
+	Release ReleaseConfig `yaml:"release"`
+}
+
+// RunConfig says how one instance of a version starts (local provider).
+type RunConfig struct {
+	Command     []string          `yaml:"command"`      // = ["{artifact}"]
+	Dir         string            `yaml:"dir"`          // = "{artifact_dir}"
+	Env         map[string]string `yaml:"env"`          // extra environment
+	Instances   int               `yaml:"instances"`    // = 2
+	StopSignal  string            `yaml:"stop_signal"`  // = TERM
+	StopTimeout time.Duration     `yaml:"stop_timeout"` // = 30s
+	Restart     string            `yaml:"restart"`      // = on-failure | never
+}
+
+// HealthConfig says how instances are health-checked.
+type HealthConfig struct {
+	Path           string        `yaml:"path"`            // = /healthz
+	Interval       time.Duration `yaml:"interval"`        // = 1s
+	Timeout        time.Duration `yaml:"timeout"`         // = 2s
+	HealthyAfter   int           `yaml:"healthy_after"`   // = 2
+	UnhealthyAfter int           `yaml:"unhealthy_after"` // = 3
+	Deadline       time.Duration `yaml:"deadline"`        // = 2m
+}
+
+// ReleaseConfig says how a release passes its gate and switches.
+type ReleaseConfig struct {
+	Approval     string        `yaml:"approval"`      // = manual | auto
+	AutoAfter    time.Duration `yaml:"auto_after"`    // = 0s
+	Strategy     string        `yaml:"strategy"`      // = switch
+	DrainTimeout time.Duration `yaml:"drain_timeout"` // = 30s
+	KeepOld      time.Duration `yaml:"keep_old"`      // = 30m
+}
+
+// Defaults of the config keys.
+const (
+	DefaultProvider       = "local"
+	DefaultRouter         = "builtin"
+	DefaultDataDir        = ".teal"
+	DefaultListen         = "127.0.0.1:8080"
+	DefaultAdmin          = "127.0.0.1:7070"
+	DefaultInstances      = 2
+	DefaultStopSignal     = "TERM"
+	DefaultStopTimeout    = 30 * time.Second
+	DefaultRestart        = "on-failure"
+	DefaultHealthPath     = "/healthz"
+	DefaultHealthInterval = time.Second
+	DefaultHealthTimeout  = 2 * time.Second
+	DefaultHealthyAfter   = 2
+	DefaultUnhealthyAfter = 3
+	DefaultHealthDeadline = 2 * time.Minute
+	DefaultApproval       = "manual"
+	DefaultStrategy       = "switch"
+	DefaultDrainTimeout   = 30 * time.Second
+	DefaultKeepOld        = 30 * time.Minute
+)
+
+// DefaultConfig returns a Config with every default set and no app name.
+func DefaultConfig() Config {
+	return Config{
+		Provider: DefaultProvider,
+		Router:   DefaultRouter,
+		DataDir:  DefaultDataDir,
+		Listen:   DefaultListen,
+		Admin:    DefaultAdmin,
+		Run: RunConfig{
+			Command:     []string{"{artifact}"},
+			Dir:         "{artifact_dir}",
+			Instances:   DefaultInstances,
+			StopSignal:  DefaultStopSignal,
+			StopTimeout: DefaultStopTimeout,
+			Restart:     DefaultRestart,
+		},
+		Health: HealthConfig{
+			Path:           DefaultHealthPath,
+			Interval:       DefaultHealthInterval,
+			Timeout:        DefaultHealthTimeout,
+			HealthyAfter:   DefaultHealthyAfter,
+			UnhealthyAfter: DefaultUnhealthyAfter,
+			Deadline:       DefaultHealthDeadline,
+		},
+		Release: ReleaseConfig{
+			Approval:     DefaultApproval,
+			Strategy:     DefaultStrategy,
+			DrainTimeout: DefaultDrainTimeout,
+			KeepOld:      DefaultKeepOld,
+		},
+	}
+}

@@ -1,0 +1,3 @@
+module teal.dev/teal
+
+go 1.26.8

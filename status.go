@@ -1,0 +1,45 @@
+package teal
+
+// Status is what `teal status --json` and GET /api/v1/status answer.
+type Status struct {
+	App     string       `json:"app"`
+	Live    *ColorStatus `json:"live"` // nil before the first release
+	Idle    *ColorStatus `json:"idle"`
+	Traffic Traffic      `json:"traffic"`
+	Release *Release     `json:"release"` // the release in progress, else the latest one; nil if none
+	// Environments has both colours in full: instances and their health.
+	Environments []EnvStatus `json:"environments"`
+}
+
+// ColorStatus is the summary of one colour.
+type ColorStatus struct {
+	Color   Color    `json:"color"`
+	Version string   `json:"version,omitempty"`
+	State   EnvState `json:"state"`
+}
+
+// EnvStatus is one colour's environment with its instances' health.
+type EnvStatus struct {
+	Environment
+	Health []InstanceHealth `json:"health,omitempty"`
+}
+
+// InstanceHealth is the latest health of one instance.
+type InstanceHealth struct {
+	Index     int    `json:"index"`
+	Addr      string `json:"addr"`
+	Healthy   bool   `json:"healthy"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// DeployRequest starts a release.
+type DeployRequest struct {
+	Version string `json:"version"`
+	Actor   string `json:"-"`
+}
+
+// RollbackRequest sends traffic back to the previous colour.
+type RollbackRequest struct {
+	Force bool   `json:"force"`
+	Actor string `json:"-"`
+}
