@@ -1,0 +1,972 @@
+package teal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ConfigError is one problem in a config file: where it is, the value found there and what
+// would be valid.
+type ConfigError struct {
+	File  string // the config file as the user named it
+	Key   string // key path, like run.command[1] or health.healthy_after; "" for the whole file
+	Value string // the value as written in the file; "" when there is none
+	Msg   string // what is wrong and what would be valid
+}
+
+// Error formats the problem as `teal.yaml: release.keep_old: "soon": not a duration (like 30s, 10m)`.
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Key != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Key)
+	}
+	if e.Value != "" {
+		b.WriteString(": ")
+		b.WriteString(strconv.Quote(e.Value))
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Unwrap returns ErrInvalid, so that errors.Is(err, ErrInvalid) holds for every config problem.
+func (e *ConfigError) Unwrap() error { return ErrInvalid }
+
+// ConfigErrors is every problem found in a config file, in file order.
+type ConfigErrors []*ConfigError
+
+// Error joins the problems with newlines.
+func (es ConfigErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns each problem, for errors.Is and errors.As.
+func (es ConfigErrors) Unwrap() []error {
+	errs := make([]error, len(es))
+	for i, e := range es {
+		errs[i] = e
+	}
+	return errs
+}
+
+// LoadConfig reads the config file at path with ${VAR} expanded from the process environment.
+// It sets Path to the file's absolute path and makes DataDir and AdminTokenFile absolute,
+// relative to the file's directory; AdminTokenFile defaults to DataDir/admin.token.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(bytes.NewReader(data), path, os.LookupEnv)
+	if err != nil {
+		return Config{}, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("resolve config path %s: %w", path, err)
+	}
+	cfg.Path = abs
+	dir := filepath.Dir(abs)
+	cfg.DataDir = absFrom(dir, cfg.DataDir)
+	if cfg.AdminTokenFile == "" {
+		cfg.AdminTokenFile = filepath.Join(cfg.DataDir, "admin.token")
+	} else {
+		cfg.AdminTokenFile = absFrom(dir, cfg.AdminTokenFile)
+	}
+	return cfg, nil
+}
+
+// absFrom makes p absolute relative to dir.
+func absFrom(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(dir, p)
+}
+
+// ParseConfig reads a teal.yaml from r, starting from DefaultConfig(). file names the source in
+// error messages ("" means teal.yaml). ${VAR} in values is expanded with lookupEnv (nil: no
+// variable is set) and $$ is a literal $. The config is validated; the error, if any, is a
+// ConfigErrors listing every problem found, parsing and validation alike. Relative paths are
+// left as written: LoadConfig resolves them. A key set to null (or left empty) keeps its default.
+func ParseConfig(r io.Reader, file string, lookupEnv func(string) (string, bool)) (Config, error) {
+	if file == "" {
+		file = "teal.yaml"
+	}
+	if lookupEnv == nil {
+		lookupEnv = func(string) (string, bool) { return "", false }
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, fmt.Errorf("read %s: %w", file, err)
+	}
+	root, msg := parseYAML(data)
+	if msg != "" {
+		// Nothing below a syntax error can be trusted, so validation would only add noise.
+		return Config{}, ConfigErrors{{File: file, Msg: msg}}
+	}
+
+	cfg := DefaultConfig()
+	d := newDecoder(file, lookupEnv, &cfg)
+	if root != nil {
+		d.mapping(root, "", "")
+	}
+	for _, e := range cfg.validate(file) {
+		if d.failed(e.Key) {
+			// The key already has an error and kept its default; a second opinion on it
+			// would mislead.
+			continue
+		}
+		ki, ok := d.keys[e.Key]
+		if ok && ki.scalar {
+			e.Value = ki.raw
+			e.Msg += ki.note()
+		}
+		d.add(ki.line, e)
+	}
+	if len(d.errs) == 0 {
+		return cfg, nil
+	}
+	// Errors are reported in file order; those about keys not in the file (app missing)
+	// come first.
+	slices.SortStableFunc(d.errs, func(a, b lineError) int { return a.line - b.line })
+	errs := make(ConfigErrors, len(d.errs))
+	for i, e := range d.errs {
+		errs[i] = e.err
+	}
+	return Config{}, errs
+}
+
+// parseYAML returns the root node of the single document in data, nil for an empty file, or
+// a message saying why data is not valid YAML.
+func parseYAML(data []byte) (root *yaml.Node, msg string) {
+	defer func() {
+		// The YAML library parses untrusted input; a bug in it must become a config error,
+		// not take down the server or the CLI.
+		if r := recover(); r != nil {
+			root, msg = nil, fmt.Sprintf("not valid YAML (%v)", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, ""
+		}
+		return nil, strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, strings.TrimPrefix(err.Error(), "yaml: ")
+	default:
+		return nil, fmt.Sprintf("line %d: a second YAML document; the file holds one config", next.Line)
+	}
+	if len(doc.Content) == 0 {
+		return nil, ""
+	}
+	return doc.Content[0], ""
+}
+
+// field is one key of a mapping and how to decode its value.
+type field struct {
+	key    string
+	decode func(n *yaml.Node, path string)
+}
+
+// keyInfo is what the decoder saw at one key path.
+type keyInfo struct {
+	line     int
+	scalar   bool   // raw and expanded are set
+	raw      string // the value as written
+	expanded string // the value after ${VAR} expansion
+	secret   bool   // the expanded value must not be echoed (run.env values carry secrets)
+}
+
+// note tells where a value came from when the environment changed it.
+func (k keyInfo) note() string {
+	if !k.scalar || k.secret || k.raw == k.expanded {
+		return ""
+	}
+	return fmt.Sprintf(" (expanded to %q)", k.expanded)
+}
+
+// lineError is an error with the line it was found on, for sorting.
+type lineError struct {
+	line int
+	err  *ConfigError
+}
+
+// decoder walks the YAML tree against the schema, filling a Config and collecting every
+// problem instead of stopping at the first.
+type decoder struct {
+	file   string
+	lookup func(string) (string, bool)
+	schema map[string][]field // section ("" for the top level) → its keys, in spec order
+	keys   map[string]keyInfo // key path → what was found there
+	errs   []lineError
+	bad    map[string]bool // key paths with a decoding error
+}
+
+func newDecoder(file string, lookup func(string) (string, bool), c *Config) *decoder {
+	d := &decoder{file: file, lookup: lookup, keys: make(map[string]keyInfo), bad: make(map[string]bool)}
+	section := func(name string) func(*yaml.Node, string) {
+		return func(n *yaml.Node, path string) { d.mapping(n, path, name) }
+	}
+	d.schema = map[string][]field{
+		"": {
+			{"app", d.str(&c.App)},
+			{"provider", d.str(&c.Provider)},
+			{"router", d.str(&c.Router)},
+			{"data_dir", d.str(&c.DataDir)},
+			{"listen", d.str(&c.Listen)},
+			{"preview", d.str(&c.Preview)},
+			{"admin", d.str(&c.Admin)},
+			{"admin_token_file", d.str(&c.AdminTokenFile)},
+			{"run", section("run")},
+			{"health", section("health")},
+			{"release", section("release")},
+		},
+		"run": {
+			{"command", d.list(&c.Run.Command)},
+			{"dir", d.str(&c.Run.Dir)},
+			{"env", d.env(&c.Run.Env)},
+			{"instances", d.integer(&c.Run.Instances)},
+			{"stop_signal", d.str(&c.Run.StopSignal)},
+			{"stop_timeout", d.duration(&c.Run.StopTimeout)},
+			{"restart", d.str(&c.Run.Restart)},
+		},
+		"health": {
+			{"path", d.str(&c.Health.Path)},
+			{"interval", d.duration(&c.Health.Interval)},
+			{"timeout", d.duration(&c.Health.Timeout)},
+			{"healthy_after", d.integer(&c.Health.HealthyAfter)},
+			{"unhealthy_after", d.integer(&c.Health.UnhealthyAfter)},
+			{"deadline", d.duration(&c.Health.Deadline)},
+		},
+		"release": {
+			{"approval", d.str(&c.Release.Approval)},
+			{"auto_after", d.duration(&c.Release.AutoAfter)},
+			{"strategy", d.str(&c.Release.Strategy)},
+			{"drain_timeout", d.duration(&c.Release.DrainTimeout)},
+			{"keep_old", d.duration(&c.Release.KeepOld)},
+		},
+	}
+	return d
+}
+
+// sectionOrder lists the schema's sections in file order, for stable suggestions.
+func sectionOrder() []string { return []string{"", "run", "health", "release"} }
+
+// add records e, found on line.
+func (d *decoder) add(line int, e *ConfigError) {
+	d.errs = append(d.errs, lineError{line: line, err: e})
+}
+
+// errorAt records a decoding problem with the value at node n: the key at path keeps its
+// default.
+func (d *decoder) errorAt(n *yaml.Node, path, value, msg string) {
+	d.bad[path] = true
+	d.add(n.Line, &ConfigError{File: d.file, Key: path, Value: value, Msg: msg})
+}
+
+// keyError records a problem with a key itself (duplicate, empty, not a name); the values of
+// the mapping's other keys are still decoded and validated.
+func (d *decoder) keyError(n *yaml.Node, path, msg string) {
+	d.add(n.Line, &ConfigError{File: d.file, Key: path, Msg: msg})
+}
+
+// badValue records that the scalar at path, already seen by scalar, is not valid.
+func (d *decoder) badValue(n *yaml.Node, path, msg string) {
+	ki := d.keys[path]
+	d.errorAt(n, path, ki.raw, msg+ki.note())
+}
+
+// failed reports whether a decoding error concerns key, a key inside it or a key it is inside.
+func (d *decoder) failed(key string) bool {
+	for p := range d.bad {
+		if related(p, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// related reports whether key paths a and b are equal or one contains the other; the root
+// path "" contains every key.
+func related(a, b string) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	if !strings.HasPrefix(b, a) {
+		return false
+	}
+	return a == "" || len(a) == len(b) || b[len(a)] == '.' || b[len(a)] == '['
+}
+
+// mapping decodes a mapping node against the keys of section, refusing unknown keys,
+// duplicates and the keys of capabilities that are not built yet.
+func (d *decoder) mapping(n *yaml.Node, path, section string) {
+	n = resolve(n)
+	if isNull(n) {
+		return
+	}
+	fields := d.schema[section]
+	if n.Kind != yaml.MappingNode {
+		d.errorAt(n, path, scalarText(n), fmt.Sprintf("want a mapping of keys (%s), got %s", strings.Join(keysOf(fields), ", "), kindName(n)))
+		return
+	}
+	first := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := resolve(n.Content[i]), n.Content[i+1]
+		key, ok := d.key(kn, path, first)
+		if !ok {
+			continue
+		}
+		p := joinKey(path, key)
+		d.keys[p] = keyInfo{line: kn.Line}
+		if f, ok := findField(fields, key); ok {
+			f.decode(vn, p)
+			continue
+		}
+		if what, ok := notBuilt(section, key); ok {
+			d.keyError(kn, p, fmt.Sprintf("not supported yet (%s); remove it", what))
+			continue
+		}
+		d.keyError(kn, p, d.unknown(section, key))
+	}
+}
+
+// key checks the key node of a mapping pair and returns its name. first maps the keys seen
+// so far in this mapping to their lines, to catch duplicates.
+func (d *decoder) key(kn *yaml.Node, path string, first map[string]int) (string, bool) {
+	if kn.Kind != yaml.ScalarNode {
+		d.keyError(kn, path, "keys must be plain names, got "+kindName(kn))
+		return "", false
+	}
+	key := kn.Value
+	p := joinKey(path, key)
+	switch {
+	case kn.Tag == "!!merge":
+		d.keyError(kn, p, "merge keys (<<) are not supported; write the keys out")
+		return "", false
+	case key == "":
+		d.keyError(kn, path, "empty key")
+		return "", false
+	}
+	if line, dup := first[key]; dup {
+		d.keyError(kn, p, fmt.Sprintf("duplicate key (first set on line %d)", line))
+		return "", false
+	}
+	first[key] = kn.Line
+	return key, true
+}
+
+// unknown explains an unknown key of section: the near miss it probably is, the section it
+// belongs to, or else every valid key.
+func (d *decoder) unknown(section, key string) string {
+	keys := keysOf(d.schema[section])
+	if s := suggest(key, keys); s != "" {
+		return fmt.Sprintf("unknown key; did you mean %s?", s)
+	}
+	for _, other := range sectionOrder() {
+		if other == section {
+			continue
+		}
+		if slices.Contains(keysOf(d.schema[other]), key) {
+			return fmt.Sprintf("unknown key here; did you mean %s?", joinKey(other, key))
+		}
+	}
+	where := "valid keys"
+	if section != "" {
+		where = "valid keys in " + section
+	}
+	return fmt.Sprintf("unknown key; %s: %s", where, strings.Join(keys, ", "))
+}
+
+// notBuilt says what capability a key of the spec belongs to when that capability is not built
+// yet. Such keys are refused rather than ignored: a user who sets them expects them to act.
+func notBuilt(section, key string) (string, bool) {
+	var what string
+	switch joinKey(section, key) {
+	case "database":
+		what = "database cloning, sync and migrations"
+	case "dns":
+		what = "DNS switching"
+	case "verify":
+		what = "smoke tests and shadow traffic"
+	case "sessions":
+		what = "session store checks"
+	case "kubernetes":
+		what = "the kubernetes provider"
+	case "notify":
+		what = "notifications"
+	case "haproxy":
+		what = "the haproxy router"
+	case "metrics_token":
+		what = "metrics"
+	case "run.launch", "run.terminate":
+		what = "the exec provider"
+	case "release.steps", "release.step_hold", "release.analysis", "release.post_check", "release.sticky":
+		what = "weighted releases and analysis"
+	case "release.window", "release.long_drain":
+		what = "release windows and long drains"
+	default:
+		return "", false
+	}
+	return what, true
+}
+
+// str decodes a string value.
+func (d *decoder) str(dst *string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		if s, ok := d.scalar(n, path, "a string", false); ok {
+			*dst = s
+		}
+	}
+}
+
+// integer decodes a whole number.
+func (d *decoder) integer(dst *int) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.scalar(n, path, "a whole number, like 2", false)
+		if !ok {
+			return
+		}
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			msg := "not a whole number (like 2)"
+			if errors.Is(err, strconv.ErrRange) {
+				msg = "out of range"
+			}
+			d.badValue(n, path, msg)
+			return
+		}
+		*dst = v
+	}
+}
+
+// duration decodes a Go duration.
+func (d *decoder) duration(dst *time.Duration) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.scalar(n, path, "a duration, like 30s", false)
+		if !ok {
+			return
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			msg := "not a duration (like 30s, 10m)"
+			if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+				msg = "not a duration: add a unit (like 30s, 10m)"
+			}
+			d.badValue(n, path, msg)
+			return
+		}
+		*dst = v
+	}
+}
+
+// list decodes a list of strings; it is set only if every element is valid.
+func (d *decoder) list(dst *[]string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		n = resolve(n)
+		if isNull(n) {
+			return
+		}
+		if n.Kind != yaml.SequenceNode {
+			d.errorAt(n, path, scalarText(n), `want a list, like ["./app", "--port", "{port}"], got `+kindName(n))
+			return
+		}
+		out := make([]string, 0, len(n.Content))
+		ok := true
+		for i, e := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			e = resolve(e)
+			if isNull(e) {
+				out = append(out, "")
+				continue
+			}
+			s, good := d.scalar(e, p, "a string", false)
+			ok = ok && good
+			out = append(out, s)
+		}
+		if ok {
+			*dst = out
+		}
+	}
+}
+
+// env decodes a mapping of environment variables; it is set only if every entry is valid.
+// Values are secrets: errors show them as written, never expanded.
+func (d *decoder) env(dst *map[string]string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		n = resolve(n)
+		if isNull(n) {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			d.errorAt(n, path, scalarText(n), "want a mapping of NAME: value, got "+kindName(n))
+			return
+		}
+		out := make(map[string]string, len(n.Content)/2)
+		first := make(map[string]int)
+		ok := true
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kn, vn := resolve(n.Content[i]), resolve(n.Content[i+1])
+			key, good := d.key(kn, path, first)
+			if !good {
+				ok = false
+				continue
+			}
+			p := joinKey(path, key)
+			d.keys[p] = keyInfo{line: kn.Line}
+			if isNull(vn) {
+				out[key] = ""
+				continue
+			}
+			s, good := d.scalar(vn, p, "a string", true)
+			ok = ok && good
+			out[key] = s
+		}
+		if ok {
+			*dst = out
+		}
+	}
+}
+
+// scalar returns the ${VAR}-expanded text of a scalar node, recording it at path. It returns
+// false, recording an error, if n is a list or mapping or expansion fails, and false without an
+// error if n is null: the key keeps its default.
+func (d *decoder) scalar(n *yaml.Node, path, want string, secret bool) (string, bool) {
+	n = resolve(n)
+	if isNull(n) {
+		return "", false
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.errorAt(n, path, "", fmt.Sprintf("want %s, got %s", want, kindName(n)))
+		return "", false
+	}
+	s, problems := expand(n.Value, d.lookup)
+	ki := d.keys[path]
+	if ki.line == 0 {
+		ki.line = n.Line
+	}
+	ki.scalar, ki.raw, ki.expanded, ki.secret = true, n.Value, s, secret
+	d.keys[path] = ki
+	for _, p := range problems {
+		d.errorAt(n, path, n.Value, p)
+	}
+	return s, len(problems) == 0
+}
+
+// expand replaces ${NAME} with the value lookup gives and $$ with $. Any other $ stays as it
+// is, so that values like "$.ok" or "$HOME" need no escaping. It returns a problem for each
+// variable that is not set or not well formed.
+func expand(s string, lookup func(string) (string, bool)) (string, []string) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var b strings.Builder
+	var problems []string
+	for i := 0; i < len(s); {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i += 2
+		case '{':
+			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 {
+				problems = append(problems, "unterminated ${ (write $$ for a literal $)")
+				b.WriteString(s[i:])
+				i = len(s)
+				continue
+			}
+			name := s[i+2 : i+2+end]
+			i += end + 3
+			if !validEnvName(name) {
+				problems = append(problems, fmt.Sprintf("${%s}: not a variable name (letters, digits and _; write $$ for a literal $)", name))
+				continue
+			}
+			v, ok := lookup(name)
+			if !ok {
+				problems = append(problems, fmt.Sprintf("environment variable %s is not set", name))
+				continue
+			}
+			b.WriteString(v)
+		default:
+			b.WriteByte('$')
+			i++
+		}
+	}
+	return b.String(), problems
+}
+
+// resolve follows an alias to the node it names.
+func resolve(n *yaml.Node) *yaml.Node {
+	// Anchors cannot refer to themselves, so the chain is short; the bound is a guard only.
+	for i := 0; i < 100 && n != nil && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// isNull reports whether n is absent, null or empty ("key:" with nothing after it).
+func isNull(n *yaml.Node) bool {
+	return n == nil || n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
+}
+
+// kindName names the kind of node n for messages.
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return "a single value"
+	default:
+		return "something else"
+	}
+}
+
+// scalarText is n's text if it is a scalar, for error messages.
+func scalarText(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	return ""
+}
+
+func findField(fields []field, key string) (field, bool) {
+	for _, f := range fields {
+		if f.key == key {
+			return f, true
+		}
+	}
+	return field{}, false
+}
+
+func keysOf(fields []field) []string {
+	keys := make([]string, len(fields))
+	for i, f := range fields {
+		keys[i] = f.key
+	}
+	return keys
+}
+
+// joinKey appends key to a key path.
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// suggest returns the candidate key probably meant by a mistyped key: the closest within two
+// edits, or else one that the key is a prefix of or starts with; "" if none is close.
+func suggest(key string, candidates []string) string {
+	k := strings.ToLower(key)
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		// A distance as long as the key itself means nothing was matched at all ("ab" → "app").
+		if dist := levenshtein(k, c); dist < bestDist && dist < len(k) {
+			best, bestDist = c, dist
+		}
+	}
+	if best != "" {
+		return best
+	}
+	for _, c := range candidates {
+		if (len(k) >= 3 && strings.HasPrefix(c, k)) || (len(c) >= 3 && strings.HasPrefix(k, c)) {
+			return c
+		}
+	}
+	return ""
+}
+
+// levenshtein is the edit distance between a and b, in bytes.
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// InstanceEnvReserved returns the environment variables teal sets in every instance, which
+// run.env may not set. DATABASE_URL is reserved even while databases are not supported, so
+// that configs written now keep working when they are.
+func (c Config) InstanceEnvReserved() []string {
+	return []string{"PORT", "TEAL_APP", "TEAL_COLOR", "TEAL_VERSION", "TEAL_INSTANCE", "DATABASE_URL"}
+}
+
+// Validate checks every field and returns a ConfigErrors with one error per problem. It also
+// normalises two fields in place: run.stop_signal loses any SIG prefix and is upper-cased, and
+// preview "none" becomes "". Errors name c.Path, or teal.yaml when Path is not set.
+func (c *Config) Validate() error {
+	file := c.Path
+	if file == "" {
+		file = "teal.yaml"
+	}
+	if errs := c.validate(file); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// validator collects field-level problems.
+type validator struct {
+	file string
+	errs ConfigErrors
+}
+
+func (v *validator) add(key, value, msg string) {
+	v.errs = append(v.errs, &ConfigError{File: v.file, Key: key, Value: value, Msg: msg})
+}
+
+// positive checks that a duration is over zero; nonNegative that it is at least zero.
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.add(key, d.String(), "want a duration over 0, like 30s")
+	}
+}
+
+func (v *validator) nonNegative(key string, d time.Duration) {
+	if d < 0 {
+		v.add(key, d.String(), "want a duration of 0 or more, like 30s")
+	}
+}
+
+func (c *Config) validate(file string) ConfigErrors {
+	v := &validator{file: file}
+	switch {
+	case c.App == "":
+		v.add("app", "", "required: the app's name, like shop (a lowercase letter, then up to 40 lowercase letters, digits or -)")
+	case !validAppName(c.App):
+		v.add("app", c.App, "want a lowercase letter, then up to 40 lowercase letters, digits or - (like shop)")
+	}
+	switch c.Provider {
+	case "local":
+	case "kubernetes", "exec":
+		v.add("provider", c.Provider, "not supported yet; works now: local")
+	default:
+		v.add("provider", c.Provider, "want local (kubernetes and exec are not supported yet)")
+	}
+	switch c.Router {
+	case "builtin":
+	case "haproxy", "none":
+		v.add("router", c.Router, "not supported yet; works now: builtin")
+	default:
+		v.add("router", c.Router, "want builtin (haproxy and none are not supported yet)")
+	}
+	if c.DataDir == "" {
+		v.add("data_dir", "", "empty; leave it out for "+DefaultDataDir)
+	}
+	c.validateAddrs(v)
+	c.validateRun(v)
+
+	if !strings.HasPrefix(c.Health.Path, "/") {
+		v.add("health.path", c.Health.Path, "want a path starting with /, like /healthz")
+	}
+	v.positive("health.interval", c.Health.Interval)
+	v.positive("health.timeout", c.Health.Timeout)
+	if c.Health.HealthyAfter < 1 {
+		v.add("health.healthy_after", strconv.Itoa(c.Health.HealthyAfter), "want 1 or more consecutive passes")
+	}
+	if c.Health.UnhealthyAfter < 1 {
+		v.add("health.unhealthy_after", strconv.Itoa(c.Health.UnhealthyAfter), "want 1 or more consecutive failures")
+	}
+	v.positive("health.deadline", c.Health.Deadline)
+
+	switch c.Release.Approval {
+	case "manual", "auto":
+	default:
+		v.add("release.approval", c.Release.Approval, "want manual or auto")
+	}
+	switch {
+	case c.Release.AutoAfter < 0:
+		v.nonNegative("release.auto_after", c.Release.AutoAfter)
+	case c.Release.AutoAfter > 0 && c.Release.Approval == "manual":
+		v.add("release.auto_after", c.Release.AutoAfter.String(), "only used with approval: auto; remove it or set release.approval: auto")
+	}
+	switch c.Release.Strategy {
+	case "switch":
+	case "weighted":
+		v.add("release.strategy", c.Release.Strategy, "not supported yet; works now: switch")
+	default:
+		v.add("release.strategy", c.Release.Strategy, "want switch (weighted is not supported yet)")
+	}
+	v.nonNegative("release.drain_timeout", c.Release.DrainTimeout)
+	v.nonNegative("release.keep_old", c.Release.KeepOld)
+	return v.errs
+}
+
+// validateAddrs checks listen, preview and admin, and that no two of them would bind the same
+// port. Port 0 (a free port, picked at start) never clashes.
+func (c *Config) validateAddrs(v *validator) {
+	if c.Preview == "none" {
+		c.Preview = ""
+	}
+	type addr struct{ key, host, port string }
+	var ok []addr
+	for _, a := range []struct{ key, value string }{{"listen", c.Listen}, {"preview", c.Preview}, {"admin", c.Admin}} {
+		if a.key == "preview" && a.value == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(a.value)
+		if err != nil {
+			v.add(a.key, a.value, "want host:port, like 127.0.0.1:8080")
+			continue
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			v.add(a.key, a.value, "want a port number 1..65535 (0 picks a free port)")
+			continue
+		}
+		if port == "0" {
+			continue
+		}
+		for _, o := range ok {
+			if o.port == port && (o.host == host || wildcardHost(o.host) || wildcardHost(host)) {
+				v.add(a.key, a.value, fmt.Sprintf("same port as %s (%s); each needs its own", o.key, net.JoinHostPort(o.host, o.port)))
+			}
+		}
+		ok = append(ok, addr{a.key, host, port})
+	}
+}
+
+// wildcardHost reports whether a listen host means every interface.
+func wildcardHost(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+
+func (c *Config) validateRun(v *validator) {
+	r := &c.Run
+	if len(r.Command) == 0 {
+		v.add("run.command", "", `empty: want the argv of one instance, like ["{artifact}", "--port", "{port}"]`)
+	} else if r.Command[0] == "" {
+		v.add("run.command[0]", "", "empty: want the program to run, like {artifact}")
+	}
+	for i, arg := range r.Command {
+		checkPlaceholders(v, fmt.Sprintf("run.command[%d]", i), arg, arg)
+	}
+	if r.Dir == "" {
+		v.add("run.dir", "", "empty; leave it out for the artifact's directory ({artifact_dir})")
+	} else {
+		checkPlaceholders(v, "run.dir", r.Dir, r.Dir)
+	}
+	reserved := c.InstanceEnvReserved()
+	names := make([]string, 0, len(r.Env))
+	for name := range r.Env {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		switch {
+		case !validEnvName(name):
+			v.add("run.env", name, "not a variable name: want letters, digits and _, not starting with a digit")
+		case slices.Contains(reserved, name):
+			v.add("run.env", name, fmt.Sprintf("set by teal in every instance; reserved: %s", strings.Join(reserved, ", ")))
+		}
+		// Values may be secrets: the message names the placeholder, never the value.
+		checkPlaceholders(v, "run.env."+name, r.Env[name], "")
+	}
+	if r.Instances < 1 || r.Instances > 64 {
+		v.add("run.instances", strconv.Itoa(r.Instances), "want 1..64 instances per colour")
+	}
+	sig := strings.TrimPrefix(strings.ToUpper(r.StopSignal), "SIG")
+	switch sig {
+	case "TERM", "INT", "QUIT", "HUP", "KILL", "USR1", "USR2":
+		r.StopSignal = sig
+	default:
+		v.add("run.stop_signal", r.StopSignal, "want TERM, INT, QUIT, HUP, KILL, USR1 or USR2")
+	}
+	v.positive("run.stop_timeout", r.StopTimeout)
+	switch r.Restart {
+	case "on-failure", "never":
+	default:
+		v.add("run.restart", r.Restart, "want on-failure or never")
+	}
+}
+
+// checkPlaceholders reports every {name} in s that is not a placeholder teal fills in, showing
+// value in the error. Braces around anything but a name ({1..3}, JSON) are not placeholders,
+// nor is ${NAME}: that is left for the program or its shell.
+func checkPlaceholders(v *validator, key, s, value string) {
+	// Only the innermost {…} before each } can be a placeholder: one pass, however the braces
+	// nest.
+	for rest := s; ; {
+		end := strings.IndexByte(rest, '}')
+		if end < 0 {
+			return
+		}
+		start := strings.LastIndexByte(rest[:end], '{')
+		if start >= 0 && (start == 0 || rest[start-1] != '$') {
+			switch name := rest[start+1 : end]; {
+			case !validEnvName(name):
+			case name == "artifact", name == "artifact_dir", name == "port", name == "color", name == "version", name == "instance":
+			default:
+				v.add(key, value, fmt.Sprintf("unknown placeholder {%s}; want {artifact}, {artifact_dir}, {port}, {color}, {version} or {instance}", name))
+			}
+		}
+		rest = rest[end+1:]
+	}
+}
+
+// validAppName reports whether s matches [a-z][a-z0-9-]{0,40}.
+func validAppName(s string) bool {
+	if len(s) == 0 || len(s) > 41 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(s[1:]) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// validEnvName reports whether s is a portable environment variable name: [A-Za-z_][A-Za-z0-9_]*.
+func validEnvName(s string) bool {
+	if s == "" || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
