@@ -1,0 +1,387 @@
+// Package proxy is teal's built-in HTTP router: the load balancer in front of the blue and
+// green environments. It serves production traffic by the split the controller installs, a
+// preview listener that always reaches the idle colour, and counts what it forwards so that a
+// switch can drain the old colour and analysis can judge the new one.
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"teal.dev/teal"
+)
+
+// drainPoll is how often Drain looks at the in-flight count. Requests finish on their own
+// schedule; a few milliseconds of lag on a drain measured in seconds is immaterial.
+const drainPoll = 5 * time.Millisecond
+
+// Stats counts what one listener forwarded to one colour since the Router was made.
+type Stats struct {
+	Requests       int64 // answered, whatever the status
+	Errors5xx      int64 // answered with a 5xx, the router's own 502 and 503 included
+	UpstreamErrors int64 // the backend could not be reached or broke off its response
+	InFlight       int64 // being served now, upgraded (WebSocket) connections included
+	OpenConns      int64 // upgraded (WebSocket) connections open now
+}
+
+// Router is the built-in HTTP router. It implements teal.Router: the controller gives it each
+// colour's healthy backends and the traffic split; Handler serves production traffic by that
+// split and PreviewHandler serves the preview colour.
+//
+// The routing decision is an immutable table behind an atomic pointer, replaced whole by
+// SetBackends and Route, so a request reads it once, without a lock, and sees one consistent
+// decision.
+type Router struct {
+	// Logger receives upstream errors and routing changes; nil discards them. Set it before
+	// the first SetBackends.
+	Logger *slog.Logger
+	// Transport carries requests to backends; NewRouter sets it to NewTransport(). Replace
+	// it, if at all, before the first SetBackends: backends keep the transport they were
+	// made with.
+	Transport http.RoundTripper
+
+	mu    sync.Mutex // serialises writers of table; readers never take it
+	table atomic.Pointer[table]
+	seq   atomic.Uint64 // request sequence for weighted splits
+
+	counters  [2][3]counters // by listener, then colour index (none included)
+	metrics   *metrics
+	recorders sync.Pool
+	buffers   bufferPool
+	handlers  [2]handler
+}
+
+var _ teal.Router = (*Router)(nil)
+
+// NewRouter returns a Router with nothing live and no backends: every request is answered
+// 503 until Route and SetBackends say otherwise.
+func NewRouter() *Router {
+	r := &Router{Transport: NewTransport()}
+	r.table.Store(newTable(teal.Routes{}, [2]*pool{}))
+	r.metrics = newMetrics(&r.counters)
+	r.recorders.New = func() any { return new(recorder) }
+	r.handlers = [2]handler{{r: r, listener: live}, {r: r, listener: preview}}
+	return r
+}
+
+// Handler returns the handler for production traffic (the `listen` address): each request
+// goes to a colour by the traffic split and to that colour's backends round-robin.
+func (r *Router) Handler() http.Handler { return &r.handlers[live] }
+
+// PreviewHandler returns the handler for the `preview` address: every request goes to the
+// preview colour, whatever the split. Its requests are not counted by Stats or Drain.
+func (r *Router) PreviewHandler() http.Handler { return &r.handlers[preview] }
+
+// Routes returns the routes in force.
+func (r *Router) Routes() teal.Routes { return r.table.Load().routes }
+
+// Stats returns what the production listener forwarded to c. Stats("") counts the requests
+// that found nothing live.
+func (r *Router) Stats(c teal.Color) Stats {
+	cnt := &r.counters[live][colorIndex(c)]
+	s := Stats{
+		UpstreamErrors: cnt.upstreamErrors.Load(),
+		InFlight:       cnt.inFlight.Load(),
+		OpenConns:      cnt.openConns.Load(),
+		Errors5xx:      cnt.codes[5].Load(),
+	}
+	for i := range cnt.codes {
+		s.Requests += cnt.codes[i].Load()
+	}
+	return s
+}
+
+// Collectors returns the router's Prometheus metrics, for the caller to register:
+// teal_requests_total{listener,color,code}, teal_request_duration_seconds{listener,color},
+// teal_open_connections{listener,color} and teal_upstream_errors_total{color}.
+func (r *Router) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{r.metrics, r.metrics.duration}
+}
+
+// SetBackends replaces the backends ("host:port") of c. An empty list takes c out: its
+// requests are answered 503. Requests in flight finish on the backend they were sent to.
+func (r *Router) SetBackends(_ context.Context, c teal.Color, addrs []string) error {
+	if !c.Valid() {
+		return fmt.Errorf("set backends: colour %q: %w", c, teal.ErrInvalid)
+	}
+	for _, a := range addrs {
+		if err := checkAddr(a); err != nil {
+			return fmt.Errorf("set backends of %s: %w", c, err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.table.Load()
+	pools := old.pools
+	pools[colorIndex(c)] = r.newPool(c, addrs)
+	r.table.Store(newTable(old.routes, pools))
+	r.logger().Debug("backends set", "color", c, "backends", addrs)
+	return nil
+}
+
+// Route installs routes: every request that starts after Route returns is routed by them;
+// requests in flight finish where they are.
+func (r *Router) Route(_ context.Context, routes teal.Routes) error {
+	if err := checkRoutes(routes); err != nil {
+		return fmt.Errorf("route: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.table.Store(newTable(routes, r.table.Load().pools))
+	r.logger().Debug("routes set", "blue", routes.Traffic.Blue, "green", routes.Traffic.Green,
+		"preview", routes.Preview)
+	return nil
+}
+
+// Drain waits until no production request routed to c is in flight, upgraded connections
+// included, or ctx ends. Preview requests are not waited for.
+func (r *Router) Drain(ctx context.Context, c teal.Color) error {
+	if !c.Valid() {
+		return fmt.Errorf("drain: colour %q: %w", c, teal.ErrInvalid)
+	}
+	cnt := &r.counters[live][colorIndex(c)]
+	if cnt.inFlight.Load() == 0 {
+		return nil
+	}
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if n := cnt.inFlight.Load(); n > 0 {
+				return fmt.Errorf("drain %s: %d requests still in flight: %w", c, n, ctx.Err())
+			}
+			return nil
+		case <-tick.C:
+			if cnt.inFlight.Load() == 0 {
+				return nil
+			}
+		}
+	}
+}
+
+// Close closes idle connections to backends. The handlers keep working; Close is for when
+// the listeners have been shut down.
+func (r *Router) Close() error {
+	if t, ok := r.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+	return nil
+}
+
+func (r *Router) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Logger
+}
+
+// newPool makes c's pool of backends, one reverse proxy each; nil when addrs is empty.
+// Duplicate addresses are dropped, so a retry never tries the same backend twice.
+func (r *Router) newPool(c teal.Color, addrs []string) *pool {
+	p := &pool{}
+	seen := make(map[string]bool, len(addrs))
+	errorLog := slog.NewLogLogger(r.logger().With("color", c).Handler(), slog.LevelWarn)
+	for _, a := range addrs {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		b := &backend{addr: a}
+		b.proxy = &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				// The outbound request is a clone of the inbound one, so it keeps the
+				// client's Host header, as a load balancer should; only the target changes.
+				pr.Out.URL.Scheme = "http"
+				pr.Out.URL.Host = a
+				// Client-supplied X-Forwarded-* were stripped by ReverseProxy: the backend
+				// sees what this router observed, not what a client claims.
+				pr.SetXForwarded()
+			},
+			Transport:    &retrier{rt: r.Transport, pool: p, index: len(p.backends), router: r},
+			BufferPool:   &r.buffers,
+			ErrorHandler: r.proxyError,
+			ErrorLog:     errorLog,
+		}
+		p.backends = append(p.backends, b)
+	}
+	if len(p.backends) == 0 {
+		return nil
+	}
+	return p
+}
+
+// checkAddr accepts host:port with a non-empty host and a port in 1..65535.
+func checkAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("backend address %q: %w: %w", a, teal.ErrInvalid, err)
+	}
+	if host == "" {
+		return fmt.Errorf("backend address %q: no host: %w", a, teal.ErrInvalid)
+	}
+	if a[0] == '[' {
+		// Brackets are for IPv6 literals only.
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.Is6() || ip.Zone() != "" {
+			return fmt.Errorf("backend address %q: bad IPv6 address: %w", a, teal.ErrInvalid)
+		}
+	} else {
+		// A DNS name or an IPv4 address: anything else could change the meaning of the URL
+		// the address is put into.
+		for i := 0; i < len(host); i++ {
+			ch := host[i]
+			if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' ||
+				ch == '.' || ch == '-' || ch == '_') {
+				return fmt.Errorf("backend address %q: bad host: %w", a, teal.ErrInvalid)
+			}
+		}
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("backend address %q: bad port: %w", a, teal.ErrInvalid)
+	}
+	return nil
+}
+
+// checkRoutes accepts shares in 0..100 that add up to 100, or to 0 (nothing live).
+func checkRoutes(rt teal.Routes) error {
+	b, g := rt.Traffic.Blue, rt.Traffic.Green
+	if b < 0 || b > 100 || g < 0 || g > 100 || (b+g != 100 && b+g != 0) {
+		return fmt.Errorf("traffic blue %d%% green %d%%: want shares adding up to 100: %w",
+			b, g, teal.ErrInvalid)
+	}
+	if rt.Preview != "" && !rt.Preview.Valid() {
+		return fmt.Errorf("preview colour %q: %w", rt.Preview, teal.ErrInvalid)
+	}
+	return nil
+}
+
+// handler serves one listener.
+type handler struct {
+	r        *Router
+	listener int
+}
+
+// ServeHTTP routes one request. It is the hot path: no locks, no formatting, and the response
+// recorder and copy buffers come from pools.
+func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	r := h.r
+	c, p := r.acquire(h.listener)
+	rec := r.recorders.Get().(*recorder)
+	rec.reset(w, &r.counters[h.listener][c], h.listener, c, req)
+	defer r.finish(rec, start)
+	if p == nil {
+		unavailable(rec, h.listener, c)
+	} else {
+		p.pick().proxy.ServeHTTP(rec, req)
+	}
+	rec.done = true
+}
+
+// acquire picks the colour and pool of a request and counts it in flight there.
+func (r *Router) acquire(listener int) (int, *pool) {
+	if listener == preview {
+		c, p := r.table.Load().pickPreview()
+		r.counters[preview][c].inFlight.Add(1)
+		return c, p
+	}
+	for {
+		t := r.table.Load()
+		c, p := t.pickLive(&r.seq)
+		cnt := &r.counters[live][c]
+		cnt.inFlight.Add(1)
+		// Drain trusts the in-flight count once Route has returned. A request that read the
+		// table before Route stored a new one, but counted itself after Drain looked, would
+		// slip past it; re-reading the table after counting closes that gap: either the
+		// table is still current, or the request is counted out and routed afresh.
+		if r.table.Load() == t {
+			return c, p
+		}
+		cnt.inFlight.Add(-1)
+	}
+}
+
+// finish accounts for a request once its handler is done, normally or by panic.
+func (r *Router) finish(rec *recorder, start time.Time) {
+	status := rec.status
+	if !rec.done {
+		// ReverseProxy panics with http.ErrAbortHandler when copying the response broke
+		// off; the status line may already have gone out.
+		if rec.req.Context().Err() == nil {
+			rec.cnt.upstreamErrors.Add(1)
+		}
+		if status == 0 {
+			status = http.StatusBadGateway
+		}
+	}
+	if status == 0 {
+		status = http.StatusOK // the backend answered with no body and no explicit status
+	}
+	rec.cnt.count(status)
+	rec.cnt.inFlight.Add(-1)
+	if rec.hijacked {
+		// A WebSocket's lifetime is not a request duration; keep it out of the histogram.
+		rec.cnt.openConns.Add(-1)
+	} else {
+		r.metrics.observers[rec.listener][rec.color].Observe(time.Since(start).Seconds())
+	}
+	rec.reset(nil, nil, 0, 0, nil)
+	r.recorders.Put(rec)
+}
+
+// statusClientClosed records a request whose client went away before it was answered; it is
+// never sent (there is nobody to send it to). The number is nginx's.
+const statusClientClosed = 499
+
+// proxyError answers a request whose backend could not be reached (after retries on the
+// colour's other backends) or failed before answering.
+func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	rec, ok := w.(*recorder)
+	if ok && req.Context().Err() != nil {
+		rec.status = statusClientClosed
+		return
+	}
+	if ok {
+		rec.cnt.upstreamErrors.Add(1)
+		r.logger().Warn("upstream error", "listener", listenerName(rec.listener),
+			"color", colorName(rec.color), "backend", req.URL.Host, "err", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = io.WriteString(w, "teal: upstream error\n")
+}
+
+// unavailable answers 503 for a request with no colour or no backend to go to. Retry-After
+// tells well-behaved clients this is a moment, not an outage: backends come back as soon as
+// they pass their health checks.
+func unavailable(w http.ResponseWriter, listener, c int) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	var msg string
+	switch {
+	case c == blue:
+		msg = "teal: no healthy backend for blue\n"
+	case c == green:
+		msg = "teal: no healthy backend for green\n"
+	case listener == preview:
+		msg = "teal: no preview colour\n"
+	default:
+		msg = "teal: nothing is live\n"
+	}
+	_, _ = io.WriteString(w, msg)
+}
