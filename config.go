@@ -13,7 +13,7 @@ type Config struct {
 	App            string `yaml:"app"`              // required
 	Provider       string `yaml:"provider"`         // = local
 	Router         string `yaml:"router"`           // = builtin
-	DataDir        string `yaml:"data_dir"`         // = .teal (made absolute by ParseConfig)
+	DataDir        string `yaml:"data_dir"`         // = .teal (made absolute by LoadConfig)
 	Listen         string `yaml:"listen"`           // = 127.0.0.1:8080
 	Preview        string `yaml:"preview"`          // = "" (none)
 	Admin          string `yaml:"admin"`            // = 127.0.0.1:7070
