@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"teal.dev/teal"
+	"teal.dev/teal/api"
+	"teal.dev/teal/artifact"
+	"teal.dev/teal/health"
+	"teal.dev/teal/local"
+	"teal.dev/teal/proxy"
+	"teal.dev/teal/sqlite"
+)
+
+func newServerCmd(g *globals) *cobra.Command {
+	var stopInstances bool
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the controller, router and API in the foreground",
+		Long: `Runs everything teal needs for one app (controller, router, API), in the foreground, until SIGTERM or SIGINT.
+Instances keep running when the server stops and are re-adopted at its next start,
+unless --stop-instances is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := teal.LoadConfig(g.configPath)
+			if err != nil {
+				return err
+			}
+			s := &server{Config: cfg, Logger: g.logger(cmd.ErrOrStderr()), StopInstances: stopInstances, Out: cmd.OutOrStdout()}
+			if err := s.Start(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Release.DrainTimeout+10*time.Second)
+			defer cancel()
+			return s.Close(ctx)
+		},
+	}
+	cmd.Flags().BoolVar(&stopInstances, "stop-instances", false, "stop every instance when the server stops")
+	return cmd
+}
+
+// server is one running teal server: every part wired together. It is also what the demo runs
+// in-process.
+type server struct {
+	Config        teal.Config
+	Logger        *slog.Logger
+	StopInstances bool
+	Out           io.Writer // where the start banner goes; nil = nowhere
+
+	ctl      *teal.Controller
+	store    *sqlite.Store
+	provider *local.Provider
+	monitor  *health.Monitor
+	router   *proxy.Router
+	https    []*http.Server
+	token    string
+
+	// Addresses actually bound (ports may be 0 in the config).
+	ListenAddr, PreviewAddr, AdminAddr string
+}
+
+// Start opens the state, re-adopts instances, binds the listeners and serves. The listening
+// sockets are bound before the controller resumes, so that connections arriving while the
+// routing table is restored wait in the kernel's backlog instead of being refused.
+func (s *server) Start(ctx context.Context) (err error) {
+	cfg := s.Config
+	log := s.Logger.With("app", cfg.App)
+	defer func() {
+		if err != nil {
+			s.closeParts(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data_dir: %w", err)
+	}
+	if s.token, err = ensureToken(cfg.AdminTokenFile); err != nil {
+		return err
+	}
+
+	// Bind first: a restart should queue connections, not refuse them.
+	lnLive, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	lns := []net.Listener{lnLive}
+	defer func() {
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}()
+	var lnPreview net.Listener
+	if cfg.Preview != "" && cfg.Preview != "none" {
+		if lnPreview, err = net.Listen("tcp", cfg.Preview); err != nil {
+			return fmt.Errorf("listen preview %s: %w", cfg.Preview, err)
+		}
+		lns = append(lns, lnPreview)
+		s.PreviewAddr = lnPreview.Addr().String()
+	}
+	lnAdmin, err := net.Listen("tcp", cfg.Admin)
+	if err != nil {
+		return fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
+	}
+	lns = append(lns, lnAdmin)
+	s.ListenAddr, s.AdminAddr = lnLive.Addr().String(), lnAdmin.Addr().String()
+
+	s.store = sqlite.NewStore(filepath.Join(cfg.DataDir, "teal.db"))
+	s.store.Logger = log
+	if err := s.store.Open(ctx); err != nil {
+		return fmt.Errorf("open state store: %w", err)
+	}
+	arts := artifact.NewStore(filepath.Join(cfg.DataDir, "artifacts"))
+	arts.Logger = log
+	if err := arts.Open(ctx); err != nil {
+		return fmt.Errorf("open artifact store: %w", err)
+	}
+	s.provider = local.NewProvider(cfg.App, cfg.DataDir, cfg.Run)
+	s.provider.Logger = log
+	s.monitor = health.NewMonitor(cfg.Health)
+	s.monitor.Logger = log
+	s.router = proxy.NewRouter()
+	s.router.Logger = log
+
+	s.ctl = teal.NewController(cfg, teal.Deps{Store: s.store, Provider: s.provider, Router: s.router, Health: s.monitor, Artifacts: arts})
+	s.ctl.Logger = log
+	s.ctl.StopInstances = s.StopInstances
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.router.Collectors()...)
+	reg.MustRegister(s.ctl.Metrics().Collectors()...)
+
+	apiSrv := api.NewServer(s.ctl, arts, s.provider, s.token)
+	apiSrv.Logger = log
+	apiSrv.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+
+	if err := s.ctl.Open(ctx); err != nil {
+		return fmt.Errorf("start controller: %w", err)
+	}
+	s.serve(lnLive, s.router.Handler(), log)
+	if lnPreview != nil {
+		s.serve(lnPreview, s.router.PreviewHandler(), log)
+	}
+	s.serve(lnAdmin, apiSrv.Handler(), log)
+	// Event streams and followed logs never end by themselves: end them at shutdown, or
+	// Shutdown waits for its whole deadline.
+	s.https[len(s.https)-1].RegisterOnShutdown(func() { _ = apiSrv.Close() })
+
+	if s.Out != nil {
+		fmt.Fprintf(s.Out, "teal: serving %s — traffic http://%s", cfg.App, s.ListenAddr)
+		if s.PreviewAddr != "" {
+			fmt.Fprintf(s.Out, ", preview http://%s", s.PreviewAddr)
+		}
+		fmt.Fprintf(s.Out, ", admin http://%s\n", s.AdminAddr)
+	}
+	return nil
+}
+
+func (s *server) serve(ln net.Listener, h http.Handler, log *slog.Logger) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	s.https = append(s.https, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// Close stops serving (letting requests in flight finish within ctx), then stops the controller;
+// instances keep running unless StopInstances.
+func (s *server) Close(ctx context.Context) error {
+	var first error
+	for _, srv := range s.https {
+		if err := srv.Shutdown(ctx); err != nil && first == nil {
+			first = fmt.Errorf("stop serving: %w", err)
+		}
+	}
+	if err := s.closeParts(ctx); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+func (s *server) closeParts(ctx context.Context) error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if s.ctl != nil {
+		s.ctl.StopInstances = s.StopInstances // the demo decides at the end
+		keep(s.ctl.Close(ctx))
+	}
+	if s.monitor != nil {
+		keep(s.monitor.Close())
+	}
+	if s.store != nil {
+		keep(s.store.Close())
+	}
+	return first
+}
+
+// ensureToken returns the admin token, creating the file (0600, random) when it does not exist.
+func ensureToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("admin_token_file %s is empty: delete it and teal creates a new token", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read admin_token_file: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create admin_token_file directory: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return ensureToken(path) // another process won the race
+	}
+	if err != nil {
+		return "", fmt.Errorf("create admin_token_file: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write admin_token_file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write admin_token_file: %w", err)
+	}
+	return tok, f.Close()
+}
