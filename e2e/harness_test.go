@@ -1,0 +1,418 @@
+// Package e2e tests teal as users run it: the real binary as a server process, the built-in
+// sample app as real instance processes, and HTTP through the real router.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"teal.dev/teal"
+	"teal.dev/teal/api"
+)
+
+// tealBin is the teal binary built once for the whole package.
+var tealBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "teal-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	tealBin = filepath.Join(dir, "teal")
+	build := exec.Command("go", "build", "-o", tealBin, "teal.dev/teal/cmd/teal")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build teal:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// harness is one app's teal server, run as a child process, with its config and artifacts in
+// a temporary directory.
+type harness struct {
+	t      *testing.T
+	dir    string
+	app    string
+	cfg    string
+	listen string
+	admin  string
+	prev   string
+	client *api.Client
+
+	mu     sync.Mutex
+	server *exec.Cmd
+	exited chan struct{}
+}
+
+// options of a harness's teal.yaml.
+type options struct {
+	healthDeadline time.Duration
+	approval       string
+}
+
+var appSeq atomic.Int64
+
+func newHarness(t *testing.T, o options) *harness {
+	t.Helper()
+	if o.healthDeadline == 0 {
+		o.healthDeadline = 15 * time.Second
+	}
+	if o.approval == "" {
+		o.approval = "manual"
+	}
+	h := &harness{t: t, dir: t.TempDir(), app: fmt.Sprintf("e2e-%d-%d", os.Getpid(), appSeq.Add(1))}
+	ports := freePorts(t, 3)
+	h.listen, h.prev, h.admin = addr(ports[0]), addr(ports[1]), addr(ports[2])
+	h.cfg = filepath.Join(h.dir, "teal.yaml")
+	yaml := fmt.Sprintf(`app: %s
+listen: %s
+preview: %s
+admin: %s
+run:
+  command: ["{artifact}/app"]
+  instances: 2
+  stop_timeout: 3s
+health:
+  interval: 100ms
+  timeout: 1s
+  healthy_after: 2
+  unhealthy_after: 2
+  deadline: %s
+release:
+  approval: %s
+  drain_timeout: 5s
+  keep_old: 10m
+`, h.app, h.listen, h.prev, h.admin, o.healthDeadline, o.approval)
+	if err := os.WriteFile(h.cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.cleanup)
+	h.start()
+	tok, err := os.ReadFile(filepath.Join(h.dir, ".teal", "admin.token"))
+	if err != nil {
+		t.Fatalf("admin token: %v", err)
+	}
+	h.client = api.NewClient("http://"+h.admin, strings.TrimSpace(string(tok)))
+	h.client.Actor = "cli:e2e"
+	return h
+}
+
+func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// artifact writes a directory artifact that runs the sample app as version v; env and flags
+// make it misbehave.
+func (h *harness) artifact(name, v, env, flags string) string {
+	h.t.Helper()
+	dir := filepath.Join(h.dir, "build", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n%s exec %q sample-app --version %s %s\n", env, tealBin, v, flags)
+	if err := os.WriteFile(filepath.Join(dir, "app"), []byte(script), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	return dir
+}
+
+// push stores an artifact under version v.
+func (h *harness) push(v, path string) {
+	h.t.Helper()
+	if _, err := h.client.PushArtifact(context.Background(), v, path); err != nil {
+		h.t.Fatalf("push %s: %v", v, err)
+	}
+}
+
+// start runs `teal server` and waits until its API answers.
+func (h *harness) start() {
+	h.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(h.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cmd := exec.Command(tealBin, "server", "-c", h.cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	logf.Close()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	h.mu.Lock()
+	h.server, h.exited = cmd, exited
+	h.mu.Unlock()
+	waitFor(h.t, 20*time.Second, "server API up", func() bool {
+		select {
+		case <-exited:
+			h.t.Fatalf("teal server exited:\n%s", h.serverLog())
+		default:
+		}
+		resp, err := http.Get("http://" + h.admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// kill SIGKILLs the server, as a crash would.
+func (h *harness) kill() {
+	h.t.Helper()
+	h.mu.Lock()
+	cmd, exited := h.server, h.exited
+	h.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+func (h *harness) serverLog() string {
+	b, _ := os.ReadFile(filepath.Join(h.dir, "server.log"))
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
+// cleanup stops the server and every instance process of this app, found by the TEAL_APP
+// variable teal injects, so that no test leaves processes behind.
+func (h *harness) cleanup() {
+	h.mu.Lock()
+	cmd, exited := h.server, h.exited
+	h.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+	}
+	if h.t.Failed() {
+		h.t.Logf("server log:\n%s", h.serverLog())
+	}
+	want := []byte("TEAL_APP=" + h.app + "\x00")
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, want) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// status is the server's status; it fails the test when the server cannot answer.
+func (h *harness) status() *teal.Status {
+	h.t.Helper()
+	st, err := h.client.Status(context.Background())
+	if err != nil {
+		h.t.Fatalf("status: %v", err)
+	}
+	return st
+}
+
+// waitRelease waits until the current release satisfies cond.
+func (h *harness) waitRelease(what string, cond func(r *teal.Release) bool) *teal.Release {
+	h.t.Helper()
+	var rel *teal.Release
+	waitFor(h.t, 30*time.Second, what, func() bool {
+		st, err := h.client.Status(context.Background())
+		if err != nil {
+			return false
+		}
+		rel = st.Release
+		return rel != nil && cond(rel)
+	})
+	return rel
+}
+
+func outcomeIs(o teal.Outcome) func(*teal.Release) bool {
+	return func(r *teal.Release) bool { return r.Outcome != nil && *r.Outcome == o }
+}
+
+func ended(r *teal.Release) bool { return r.Outcome != nil }
+
+func atGate(r *teal.Release) bool { return r.Phase == teal.PhaseAwaitingRelease || r.Outcome != nil }
+
+// release deploys v and promotes it (unless it is the first), waiting until it is released.
+func (h *harness) release(v string) *teal.Release {
+	h.t.Helper()
+	ctx := context.Background()
+	if _, err := h.client.Deploy(ctx, v); err != nil {
+		h.t.Fatalf("deploy %s: %v", v, err)
+	}
+	rel := h.waitRelease("release of "+v+" at the gate", atGate)
+	if rel.Outcome == nil {
+		if _, err := h.client.Promote(ctx); err != nil {
+			h.t.Fatalf("promote %s: %v", v, err)
+		}
+	}
+	rel = h.waitRelease("release of "+v+" ended", ended)
+	if *rel.Outcome != teal.OutcomeReleased {
+		h.t.Fatalf("release of %s ended %s: %s", v, *rel.Outcome, rel.Error)
+	}
+	return rel
+}
+
+// get fetches path from addr and returns the status and body.
+func get(addr, path string) (int, string, error) {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// versionAt returns the version the sample app at addr reports on /.
+func versionAt(t *testing.T, addr string) string {
+	t.Helper()
+	code, body, err := get(addr, "/")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET http://%s/ = %d %q, %v", addr, code, body, err)
+	}
+	f := strings.Fields(body)
+	if len(f) < 2 {
+		t.Fatalf("GET http://%s/ = %q: no version", addr, body)
+	}
+	return f[1]
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		<-time.After(20 * time.Millisecond) // the polling interval
+	}
+}
+
+// load sends steady traffic to the router and records every answer with when it started.
+type load struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	hits []hit
+}
+
+type hit struct {
+	start, end time.Time
+	path       string
+	version    string // from the body, for / and /slow
+	code       int    // HTTP status; 0 when no answer came
+	err        error  // transport error or unexpected status
+	refused    bool   // the router was not listening (only while the server is down)
+}
+
+func startLoad(addr string) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 15 * time.Second}
+	worker := func(method, path string) {
+		defer l.wg.Done()
+		for ctx.Err() == nil {
+			var body io.Reader
+			if method == http.MethodPost {
+				body = strings.NewReader("order-42")
+			}
+			h := hit{start: time.Now(), path: path}
+			req, _ := http.NewRequest(method, "http://"+addr+path, body)
+			resp, err := client.Do(req)
+			if err != nil {
+				h.err = err
+				h.refused = errors.Is(err, syscall.ECONNREFUSED)
+			} else {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				h.code = resp.StatusCode
+				switch {
+				case resp.StatusCode != http.StatusOK:
+					h.err = fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+				case method == http.MethodPost && string(b) != "order-42":
+					h.err = fmt.Errorf("POST %s echoed %q", path, b)
+				case method == http.MethodGet:
+					if f := strings.Fields(string(b)); len(f) >= 2 {
+						h.version = f[1]
+					}
+				}
+			}
+			h.end = time.Now()
+			l.mu.Lock()
+			l.hits = append(l.hits, h)
+			l.mu.Unlock()
+			if h.err != nil {
+				<-time.After(5 * time.Millisecond) // do not spin while the router is down
+			}
+		}
+	}
+	for range 4 {
+		l.wg.Add(1)
+		go worker(http.MethodGet, "/")
+	}
+	l.wg.Add(3)
+	go worker(http.MethodGet, "/slow?d=1s")
+	go worker(http.MethodGet, "/slow?d=1s")
+	go worker(http.MethodPost, "/echo")
+	return l
+}
+
+func (l *load) stop() []hit {
+	l.cancel()
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hits
+}
+
+// count returns how many answers came so far.
+func (l *load) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.hits)
+}
+
+// waitMore waits until the load got n more answers.
+func (l *load) waitMore(t *testing.T, n int) {
+	t.Helper()
+	start := l.count()
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d more answers", n), func() bool { return l.count() >= start+n })
+}
