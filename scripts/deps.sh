@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a make target needs, when they are missing. Runs as root in CI
+# (a fresh machine); elsewhere it uses sudo if it has to.
+set -euo pipefail
+want=()
+need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
+
+case "${1:-test}" in
+  test)
+    need curl curl
+    ;;
+  bench)
+    need wrk wrk
+    need haproxy haproxy
+    need hyperfine hyperfine
+    ;;
+  *) echo "deps.sh: unknown target $1 (test|bench)" >&2; exit 2 ;;
+esac
+
+[ ${#want[@]} -eq 0 ] && exit 0
+echo "deps: installing ${want[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${want[@]}" >/dev/null
