@@ -70,6 +70,8 @@ type harness struct {
 type options struct {
 	healthDeadline time.Duration
 	approval       string
+	autoAfter      time.Duration
+	keepOld        time.Duration
 }
 
 var appSeq atomic.Int64
@@ -81,6 +83,13 @@ func newHarness(t *testing.T, o options) *harness {
 	}
 	if o.approval == "" {
 		o.approval = "manual"
+	}
+	if o.keepOld == 0 {
+		o.keepOld = 10 * time.Minute
+	}
+	autoAfter := ""
+	if o.approval == "auto" {
+		autoAfter = fmt.Sprintf("\n  auto_after: %s", o.autoAfter)
 	}
 	h := &harness{t: t, dir: t.TempDir(), app: fmt.Sprintf("e2e-%d-%d", os.Getpid(), appSeq.Add(1))}
 	ports := freePorts(t, 3)
@@ -101,10 +110,10 @@ health:
   unhealthy_after: 2
   deadline: %s
 release:
-  approval: %s
+  approval: %s%s
   drain_timeout: 5s
-  keep_old: 10m
-`, h.app, h.listen, h.prev, h.admin, o.healthDeadline, o.approval)
+  keep_old: %s
+`, h.app, h.listen, h.prev, h.admin, o.healthDeadline, o.approval, autoAfter, o.keepOld)
 	if err := os.WriteFile(h.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +198,23 @@ func (h *harness) start() {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+}
+
+// stop SIGTERMs the server and waits for it to exit cleanly.
+func (h *harness) stop() {
+	h.t.Helper()
+	h.mu.Lock()
+	cmd, exited := h.server, h.exited
+	h.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		h.t.Fatalf("teal server did not stop within 30s of SIGTERM")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		h.t.Fatalf("teal server exited %d after SIGTERM:\n%s", code, h.serverLog())
+	}
 }
 
 // kill SIGKILLs the server, as a crash would.
