@@ -23,6 +23,9 @@ import (
 	"teal.dev/teal"
 )
 
+// DefaultMaxHold is the longest a request waits while production traffic is held.
+const DefaultMaxHold = 30 * time.Second
+
 // drainPoll is how often Drain looks at the in-flight count. Requests finish on their own
 // schedule; a few milliseconds of lag on a drain measured in seconds is immaterial.
 const drainPoll = 5 * time.Millisecond
@@ -52,8 +55,13 @@ type Router struct {
 	// made with.
 	Transport http.RoundTripper
 
+	// MaxHold bounds how long Hold keeps a request waiting; then it is routed by the table
+	// of the moment. = DefaultMaxHold.
+	MaxHold time.Duration
+
 	mu    sync.Mutex // serialises writers of table; readers never take it
 	table atomic.Pointer[table]
+	held  atomic.Pointer[chan struct{}] // non-nil while Hold is in force
 	seq   atomic.Uint64 // request sequence for weighted splits
 
 	counters  [2][3]counters // by listener, then colour index (none included)
@@ -68,7 +76,7 @@ var _ teal.Router = (*Router)(nil)
 // NewRouter returns a Router with nothing live and no backends: every request is answered
 // 503 until Route and SetBackends say otherwise.
 func NewRouter() *Router {
-	r := &Router{Transport: NewTransport()}
+	r := &Router{Transport: NewTransport(), MaxHold: DefaultMaxHold}
 	r.table.Store(newTable(teal.Routes{}, [2]*pool{}))
 	r.metrics = newMetrics(&r.counters)
 	r.recorders.New = func() any { return new(recorder) }
@@ -166,6 +174,66 @@ func (r *Router) Drain(ctx context.Context, c teal.Color) error {
 			return nil
 		case <-tick.C:
 			if cnt.inFlight.Load() == 0 {
+				return nil
+			}
+		}
+	}
+}
+
+// Hold makes new production requests wait, in the router, until the returned release is called
+// (or MaxHold passes, or the client goes away); requests in flight carry on. It is the short
+// pause of a database switchover: no request reaches either colour while writes move, and none
+// fails. Release is idempotent; held requests are then routed by the table of that moment.
+func (r *Router) Hold() (release func()) {
+	ch := make(chan struct{})
+	r.held.Store(&ch)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.held.CompareAndSwap(&ch, nil)
+			close(ch)
+		})
+	}
+}
+
+// wait blocks a production request while a hold is in force.
+func (r *Router) wait(req *http.Request) {
+	h := r.held.Load()
+	if h == nil {
+		return
+	}
+	t := time.NewTimer(r.MaxHold)
+	defer t.Stop()
+	select {
+	case <-*h:
+	case <-t.C:
+	case <-req.Context().Done():
+	}
+}
+
+// DrainRequests is Drain without upgraded connections: it waits until no plain production
+// request routed to c is in flight. WebSockets may stay open across a database switchover;
+// requests may not.
+func (r *Router) DrainRequests(ctx context.Context, c teal.Color) error {
+	if !c.Valid() {
+		return fmt.Errorf("drain: colour %q: %w", c, teal.ErrInvalid)
+	}
+	cnt := &r.counters[live][colorIndex(c)]
+	busy := func() int64 { return cnt.inFlight.Load() - cnt.openConns.Load() }
+	if busy() <= 0 {
+		return nil
+	}
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if n := busy(); n > 0 {
+				return fmt.Errorf("drain %s: %d requests still in flight: %w", c, n, ctx.Err())
+			}
+			return nil
+		case <-tick.C:
+			if busy() <= 0 {
 				return nil
 			}
 		}
@@ -278,6 +346,9 @@ type handler struct {
 func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	r := h.r
+	if h.listener == live {
+		r.wait(req)
+	}
 	c, p := r.acquire(h.listener)
 	rec := r.recorders.Get().(*recorder)
 	rec.reset(w, &r.counters[h.listener][c], h.listener, c, req)
