@@ -62,7 +62,7 @@ type Router struct {
 	mu    sync.Mutex // serialises writers of table; readers never take it
 	table atomic.Pointer[table]
 	held  atomic.Pointer[chan struct{}] // non-nil while Hold is in force
-	seq   atomic.Uint64 // request sequence for weighted splits
+	seq   atomic.Uint64                 // request sequence for weighted splits
 
 	counters  [2][3]counters // by listener, then colour index (none included)
 	metrics   *metrics
