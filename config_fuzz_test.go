@@ -33,10 +33,14 @@ func FuzzParseConfig(f *testing.F) {
 		"? [a]\n: 1\n",
 		"- 1\n- 2\n",
 		"app: shop\n---\napp: x\n",
+		"app: shop\ndatabase: {mode: clone, production: '${PROD}'}\n",
+		"app: shop\ndatabase: {production: 'postgres://u:pw@db:99999/x', preproduction: 'host=db password=pw port=x'}\n",
+		"app: shop\ndatabase: {name_template: '{app}_{colour}', max_lag: 16MiB, freeze_timeout: 6m, reverse_sync: yes}\n",
+		"app: shop\ndatabase:\n  mode: snapshot\n  engine: mysql\n  migrations: '{artifact}/m'\n  verify: none\n  keep_old_database: 0s\n  clone_strategy: dump\n",
 	} {
 		f.Add(s)
 	}
-	lookup := configEnv(map[string]string{"APP": "shop", "LISTEN": "127.0.0.1:0", "EMPTY": ""})
+	lookup := configEnv(map[string]string{"APP": "shop", "LISTEN": "127.0.0.1:0", "EMPTY": "", "PROD": "postgres://teal:pw@127.0.0.1:5432/shop"})
 	f.Fuzz(func(t *testing.T, src string) {
 		cfg, err := ParseConfig(strings.NewReader(src), "teal.yaml", lookup)
 		if err == nil {

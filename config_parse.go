@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -136,10 +140,10 @@ func ParseConfig(r io.Reader, file string, lookupEnv func(string) (string, bool)
 		}
 		ki, ok := d.keys[e.Key]
 		if ok && ki.scalar {
-			e.Value = ki.raw
+			e.Value = ki.shown()
 			e.Msg += ki.note()
 		}
-		d.add(ki.line, e)
+		d.add(d.line(e.Key), e)
 	}
 	if len(d.errs) == 0 {
 		return cfg, nil
@@ -192,18 +196,40 @@ type field struct {
 	decode func(n *yaml.Node, path string)
 }
 
+// secrecy says how much of a value error messages may show.
+type secrecy int
+
+const (
+	// plainValue values are shown as written and, when the environment changed them, expanded.
+	plainValue secrecy = iota
+	// secretValue values (run.env) are shown as written, never expanded: a secret is
+	// normally written as ${VAR}, and its expansion is what must not leak.
+	secretValue
+	// dsnValue values (database.production, database.preproduction) are shown as written with
+	// every password masked, never expanded: people do write passwords inline in DSNs.
+	dsnValue
+)
+
 // keyInfo is what the decoder saw at one key path.
 type keyInfo struct {
 	line     int
 	scalar   bool   // raw and expanded are set
 	raw      string // the value as written
 	expanded string // the value after ${VAR} expansion
-	secret   bool   // the expanded value must not be echoed (run.env values carry secrets)
+	secrecy  secrecy
+}
+
+// shown is the value as error messages may show it.
+func (k keyInfo) shown() string {
+	if k.secrecy == dsnValue {
+		return RedactDSN(k.raw)
+	}
+	return k.raw
 }
 
 // note tells where a value came from when the environment changed it.
 func (k keyInfo) note() string {
-	if !k.scalar || k.secret || k.raw == k.expanded {
+	if !k.scalar || k.secrecy != plainValue || k.raw == k.expanded {
 		return ""
 	}
 	return fmt.Sprintf(" (expanded to %q)", k.expanded)
@@ -244,6 +270,7 @@ func newDecoder(file string, lookup func(string) (string, bool), c *Config) *dec
 			{"run", section("run")},
 			{"health", section("health")},
 			{"release", section("release")},
+			{"database", section("database")},
 		},
 		"run": {
 			{"command", d.list(&c.Run.Command)},
@@ -269,12 +296,26 @@ func newDecoder(file string, lookup func(string) (string, bool), c *Config) *dec
 			{"drain_timeout", d.duration(&c.Release.DrainTimeout)},
 			{"keep_old", d.duration(&c.Release.KeepOld)},
 		},
+		"database": {
+			{"mode", d.str(&c.Database.Mode)},
+			{"engine", d.str(&c.Database.Engine)},
+			{"production", d.dsn(&c.Database.Production)},
+			{"preproduction", d.dsn(&c.Database.Preproduction)},
+			{"name_template", d.str(&c.Database.NameTemplate)},
+			{"migrations", d.str(&c.Database.Migrations)},
+			{"verify", d.str(&c.Database.Verify)},
+			{"max_lag", d.byteSize(&c.Database.MaxLag)},
+			{"freeze_timeout", d.duration(&c.Database.FreezeTimeout)},
+			{"reverse_sync", d.boolean(&c.Database.ReverseSync)},
+			{"keep_old_database", d.duration(&c.Database.KeepOldDatabase)},
+			{"clone_strategy", d.str(&c.Database.CloneStrategy)},
+		},
 	}
 	return d
 }
 
 // sectionOrder lists the schema's sections in file order, for stable suggestions.
-func sectionOrder() []string { return []string{"", "run", "health", "release"} }
+func sectionOrder() []string { return []string{"", "run", "health", "release", "database"} }
 
 // add records e, found on line.
 func (d *decoder) add(line int, e *ConfigError) {
@@ -297,7 +338,22 @@ func (d *decoder) keyError(n *yaml.Node, path, msg string) {
 // badValue records that the scalar at path, already seen by scalar, is not valid.
 func (d *decoder) badValue(n *yaml.Node, path, msg string) {
 	ki := d.keys[path]
-	d.errorAt(n, path, ki.raw, msg+ki.note())
+	d.errorAt(n, path, ki.shown(), msg+ki.note())
+}
+
+// line is the line of the key at path or, for a key not in the file (a required key left
+// out), of the nearest section around it that is, so the error sorts next to that section.
+func (d *decoder) line(path string) int {
+	for {
+		if ki, ok := d.keys[path]; ok {
+			return ki.line
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return 0
+		}
+		path = path[:i]
+	}
 }
 
 // failed reports whether a decoding error concerns key, a key inside it or a key it is inside.
@@ -407,8 +463,6 @@ func (d *decoder) unknown(section, key string) string {
 func notBuilt(section, key string) (string, bool) {
 	var what string
 	switch joinKey(section, key) {
-	case "database":
-		what = "database cloning, sync and migrations"
 	case "dns":
 		what = "DNS switching"
 	case "verify":
@@ -438,16 +492,60 @@ func notBuilt(section, key string) (string, bool) {
 // str decodes a string value.
 func (d *decoder) str(dst *string) func(*yaml.Node, string) {
 	return func(n *yaml.Node, path string) {
-		if s, ok := d.scalar(n, path, "a string", false); ok {
+		if s, ok := d.scalar(n, path, "a string", plainValue); ok {
 			*dst = s
 		}
+	}
+}
+
+// dsn decodes a database connection string, a secret: errors show it with its password
+// masked, and never expanded.
+func (d *decoder) dsn(dst *string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		if s, ok := d.scalar(n, path, "a connection string, like postgres://user:password@host:5432/shop", dsnValue); ok {
+			*dst = s
+		}
+	}
+}
+
+// boolean decodes true or false.
+func (d *decoder) boolean(dst *bool) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.scalar(n, path, "true or false", plainValue)
+		if !ok {
+			return
+		}
+		switch s {
+		case "true", "True", "TRUE":
+			*dst = true
+		case "false", "False", "FALSE":
+			*dst = false
+		default:
+			d.badValue(n, path, "want true or false")
+		}
+	}
+}
+
+// byteSize decodes a size in bytes, like 16MB.
+func (d *decoder) byteSize(dst *ByteSize) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.scalar(n, path, "a size, like 16MB", plainValue)
+		if !ok {
+			return
+		}
+		v, err := ParseByteSize(s)
+		if err != nil {
+			d.badValue(n, path, err.Error())
+			return
+		}
+		*dst = v
 	}
 }
 
 // integer decodes a whole number.
 func (d *decoder) integer(dst *int) func(*yaml.Node, string) {
 	return func(n *yaml.Node, path string) {
-		s, ok := d.scalar(n, path, "a whole number, like 2", false)
+		s, ok := d.scalar(n, path, "a whole number, like 2", plainValue)
 		if !ok {
 			return
 		}
@@ -467,7 +565,7 @@ func (d *decoder) integer(dst *int) func(*yaml.Node, string) {
 // duration decodes a Go duration.
 func (d *decoder) duration(dst *time.Duration) func(*yaml.Node, string) {
 	return func(n *yaml.Node, path string) {
-		s, ok := d.scalar(n, path, "a duration, like 30s", false)
+		s, ok := d.scalar(n, path, "a duration, like 30s", plainValue)
 		if !ok {
 			return
 		}
@@ -504,7 +602,7 @@ func (d *decoder) list(dst *[]string) func(*yaml.Node, string) {
 				out = append(out, "")
 				continue
 			}
-			s, good := d.scalar(e, p, "a string", false)
+			s, good := d.scalar(e, p, "a string", plainValue)
 			ok = ok && good
 			out = append(out, s)
 		}
@@ -542,7 +640,7 @@ func (d *decoder) env(dst *map[string]string) func(*yaml.Node, string) {
 				out[key] = ""
 				continue
 			}
-			s, good := d.scalar(vn, p, "a string", true)
+			s, good := d.scalar(vn, p, "a string", secretValue)
 			ok = ok && good
 			out[key] = s
 		}
@@ -552,10 +650,10 @@ func (d *decoder) env(dst *map[string]string) func(*yaml.Node, string) {
 	}
 }
 
-// scalar returns the ${VAR}-expanded text of a scalar node, recording it at path. It returns
-// false, recording an error, if n is a list or mapping or expansion fails, and false without an
-// error if n is null: the key keeps its default.
-func (d *decoder) scalar(n *yaml.Node, path, want string, secret bool) (string, bool) {
+// scalar returns the ${VAR}-expanded text of a scalar node, recording it at path with how
+// secret it is. It returns false, recording an error, if n is a list or mapping or expansion
+// fails, and false without an error if n is null: the key keeps its default.
+func (d *decoder) scalar(n *yaml.Node, path, want string, sec secrecy) (string, bool) {
 	n = resolve(n)
 	if isNull(n) {
 		return "", false
@@ -569,10 +667,10 @@ func (d *decoder) scalar(n *yaml.Node, path, want string, secret bool) (string, 
 	if ki.line == 0 {
 		ki.line = n.Line
 	}
-	ki.scalar, ki.raw, ki.expanded, ki.secret = true, n.Value, s, secret
+	ki.scalar, ki.raw, ki.expanded, ki.secrecy = true, n.Value, s, sec
 	d.keys[path] = ki
 	for _, p := range problems {
-		d.errorAt(n, path, n.Value, p)
+		d.errorAt(n, path, ki.shown(), p)
 	}
 	return s, len(problems) == 0
 }
@@ -729,8 +827,8 @@ func levenshtein(a, b string) int {
 }
 
 // InstanceEnvReserved returns the environment variables teal sets in every instance, which
-// run.env may not set. DATABASE_URL is reserved even while databases are not supported, so
-// that configs written now keep working when they are.
+// run.env may not set. DATABASE_URL is reserved whatever database.mode says, so that turning
+// the database step on never clashes with an app's own setting.
 func (c Config) InstanceEnvReserved() []string {
 	return []string{"PORT", "TEAL_APP", "TEAL_COLOR", "TEAL_VERSION", "TEAL_INSTANCE", "DATABASE_URL"}
 }
@@ -833,7 +931,228 @@ func (c *Config) validate(file string) ConfigErrors {
 	}
 	v.nonNegative("release.drain_timeout", c.Release.DrainTimeout)
 	v.nonNegative("release.keep_old", c.Release.KeepOld)
+	c.validateDatabase(v)
 	return v.errs
+}
+
+// MaxFreezeTimeout bounds database.freeze_timeout: writes are refused for up to that long
+// during a switchover, and a longer freeze is an outage, not a switchover.
+const MaxFreezeTimeout = 5 * time.Minute
+
+// validateDatabase checks the database section. Its keys are checked whatever the mode, so that
+// a section written while the mode is none is right when the mode changes.
+func (c *Config) validateDatabase(v *validator) {
+	db := &c.Database
+	mode := db.Mode
+	switch mode {
+	case "none", "clone":
+	case "snapshot", "shared":
+		v.add("database.mode", mode, "not supported yet; works now: clone or none")
+	default:
+		v.add("database.mode", mode, "want clone or none (snapshot and shared are not supported yet)")
+	}
+	if db.Engine != "postgres" {
+		v.add("database.engine", db.Engine, "want postgres (the only engine for now)")
+	}
+	switch {
+	case db.Production == "" && (mode == "clone" || mode == "snapshot" || mode == "shared"):
+		v.add("database.production", "", fmt.Sprintf("required with mode %s: the live database's connection string, like ${PROD_DATABASE_URL} or postgres://user:password@host:5432/shop", mode))
+	case db.Production != "":
+		if msg := dsnProblem(db.Production, true); msg != "" {
+			v.add("database.production", RedactDSN(db.Production), msg)
+		}
+	}
+	if db.Preproduction != "" {
+		if msg := dsnProblem(db.Preproduction, false); msg != "" {
+			v.add("database.preproduction", RedactDSN(db.Preproduction), msg)
+		}
+	}
+
+	tmpl := db.NameTemplate
+	if tmpl == "" {
+		v.add("database.name_template", "", "empty; leave it out for "+DefaultNameTemplate)
+	} else {
+		var missing []string
+		for _, p := range []string{"{color}", "{version}"} {
+			if !strings.Contains(tmpl, p) {
+				missing = append(missing, p)
+			}
+		}
+		switch len(missing) {
+		case 1:
+			what := "both colours' copies"
+			if missing[0] == "{version}" {
+				what = "the copies of two versions released to one colour"
+			}
+			v.add("database.name_template", tmpl, fmt.Sprintf("must contain %s, else %s would get the same database name; like %s", missing[0], what, DefaultNameTemplate))
+		case 2:
+			v.add("database.name_template", tmpl, "must contain {color} and {version}, else the copies of two colours or two versions would get the same database name; like "+DefaultNameTemplate)
+		}
+		checkPlaceholders(v, "database.name_template", tmpl, tmpl, "app", "color", "version")
+	}
+	if db.Migrations == "" {
+		v.add("database.migrations", "", "empty; leave it out for "+DefaultMigrations)
+	} else {
+		checkPlaceholders(v, "database.migrations", db.Migrations, db.Migrations, "artifact")
+	}
+	switch db.Verify {
+	case "rowcounts", "checksums", "none":
+	default:
+		v.add("database.verify", db.Verify, "want rowcounts, checksums or none")
+	}
+	if db.MaxLag <= 0 {
+		v.add("database.max_lag", db.MaxLag.String(), "want a size over 0, like 16MB")
+	}
+	switch {
+	case db.FreezeTimeout <= 0:
+		v.positive("database.freeze_timeout", db.FreezeTimeout)
+	case db.FreezeTimeout > MaxFreezeTimeout:
+		v.add("database.freeze_timeout", db.FreezeTimeout.String(), fmt.Sprintf("over %s: writes are refused for up to this long during a switchover; want a short bound, like 10s", MaxFreezeTimeout))
+	}
+	v.nonNegative("database.keep_old_database", db.KeepOldDatabase)
+	switch db.CloneStrategy {
+	case "auto", "subscription", "dump":
+	default:
+		v.add("database.clone_strategy", db.CloneStrategy, "want auto, subscription or dump")
+	}
+}
+
+// dsnProblem says what is wrong with a PostgreSQL connection string (a postgres:// URL or
+// key=value pairs), or returns "". needDatabase asks for a database name in it. The message
+// never contains the string's password.
+func dsnProblem(s string, needDatabase bool) string {
+	const want = "want a URL like postgres://user:password@host:5432/shop or key=value pairs like host=db dbname=shop"
+	cfg, err := pgx.ParseConfig(s)
+	if err != nil {
+		reason := err.Error()
+		var pe *pgconn.ParseConfigError
+		if errors.As(err, &pe) {
+			// Error() quotes the connection string with its password masked as well as pgx
+			// can; a copy without the string keeps only the reason.
+			bare := *pe
+			bare.ConnString = ""
+			reason = strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
+		}
+		if quotesPassword(reason, s) {
+			// A parser's reason may quote any part of its input (net/url quotes the piece
+			// it stumbled on): rather no reason than a password in a log.
+			return "not a PostgreSQL connection string; " + want
+		}
+		return "not a PostgreSQL connection string (" + reason + "); " + want
+	}
+	if needDatabase && cfg.Database == "" {
+		return "names no database; want the live database, like postgres://user:password@host:5432/shop"
+	}
+	return ""
+}
+
+// quotesPassword reports whether msg holds any four bytes in a row (all of it, if shorter) of
+// a password of dsn, as written or percent-decoded.
+func quotesPassword(msg, dsn string) bool {
+	for _, sp := range passwordSpans(dsn) {
+		pw := dsn[sp[0]:sp[1]]
+		forms := []string{pw}
+		if dec, err := url.PathUnescape(pw); err == nil && dec != pw {
+			forms = append(forms, dec)
+		}
+		for _, f := range forms {
+			n := min(4, len(f))
+			for i := 0; i+n <= len(f); i++ {
+				if strings.Contains(msg, f[i:i+n]) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// redactedMark replaces a password.
+const redactedMark = "xxxxx"
+
+// RedactDSN returns a PostgreSQL connection string fit for messages and logs: every password
+// in it (the URL's user information, password= and sslpassword= pairs, also in a URL's query)
+// is replaced by xxxxx, and the rest is left as it is. It works on strings that do not parse,
+// which are the ones error messages quote, at the cost of masking too much in odd cases.
+func RedactDSN(s string) string {
+	spans := passwordSpans(s)
+	for i := len(spans) - 1; i >= 0; i-- {
+		s = s[:spans[i][0]] + redactedMark + s[spans[i][1]:]
+	}
+	return s
+}
+
+// passwordSpans returns the byte ranges [start, end) of the passwords in a connection
+// string, in order and not overlapping.
+func passwordSpans(s string) [][2]int {
+	var spans [][2]int
+	// A URL's user information: from the first colon after the scheme to the last @, the
+	// way net/url reads it, but without stopping at a / (a password may hold one).
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 && colon+1 < at {
+				spans = append(spans, [2]int{i + 3 + colon + 1, i + 3 + at})
+			}
+		}
+	}
+	// password=value pairs, key=value style (value bare or in single quotes with \ escapes)
+	// or in a URL's query (value up to &).
+	// Lower-cased byte by byte: strings.ToLower may change the length of invalid UTF-8, and
+	// the indexes must stay those of s.
+	lowered := []byte(s)
+	for i, c := range lowered {
+		if 'A' <= c && c <= 'Z' {
+			lowered[i] = c + 'a' - 'A'
+		}
+	}
+	lower := string(lowered)
+	for from := 0; ; {
+		k := strings.Index(lower[from:], "password")
+		if k < 0 {
+			break
+		}
+		j := from + k + len("password")
+		from = j
+		for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+			j++
+		}
+		if j == len(s) || s[j] != '=' {
+			continue
+		}
+		j++
+		for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+			j++
+		}
+		start, end := j, j
+		if j < len(s) && s[j] == '\'' {
+			start = j + 1
+			for end = start; end < len(s) && s[end] != '\''; end++ {
+				if s[end] == '\\' && end+1 < len(s) {
+					end++
+				}
+			}
+		} else {
+			for end < len(s) && !strings.ContainsRune(" \t\n\r&", rune(s[end])) {
+				end++
+			}
+		}
+		end = min(end, len(s))
+		if end > start {
+			spans = append(spans, [2]int{start, end})
+		}
+		from = max(from, end)
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	merged := spans[:0]
+	for _, sp := range spans {
+		if n := len(merged); n > 0 && sp[0] <= merged[n-1][1] {
+			merged[n-1][1] = max(merged[n-1][1], sp[1])
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	return merged
 }
 
 // validateAddrs checks listen, preview and admin, and that no two of them would bind the same
@@ -880,12 +1199,12 @@ func (c *Config) validateRun(v *validator) {
 		v.add("run.command[0]", "", "empty: want the program to run, like {artifact}")
 	}
 	for i, arg := range r.Command {
-		checkPlaceholders(v, fmt.Sprintf("run.command[%d]", i), arg, arg)
+		checkPlaceholders(v, fmt.Sprintf("run.command[%d]", i), arg, arg, runPlaceholders()...)
 	}
 	if r.Dir == "" {
 		v.add("run.dir", "", "empty; leave it out for the artifact's directory ({artifact_dir})")
 	} else {
-		checkPlaceholders(v, "run.dir", r.Dir, r.Dir)
+		checkPlaceholders(v, "run.dir", r.Dir, r.Dir, runPlaceholders()...)
 	}
 	reserved := c.InstanceEnvReserved()
 	names := make([]string, 0, len(r.Env))
@@ -901,7 +1220,7 @@ func (c *Config) validateRun(v *validator) {
 			v.add("run.env", name, fmt.Sprintf("set by teal in every instance; reserved: %s", strings.Join(reserved, ", ")))
 		}
 		// Values may be secrets: the message names the placeholder, never the value.
-		checkPlaceholders(v, "run.env."+name, r.Env[name], "")
+		checkPlaceholders(v, "run.env."+name, r.Env[name], "", runPlaceholders()...)
 	}
 	if r.Instances < 1 || r.Instances > 64 {
 		v.add("run.instances", strconv.Itoa(r.Instances), "want 1..64 instances per colour")
@@ -921,10 +1240,15 @@ func (c *Config) validateRun(v *validator) {
 	}
 }
 
-// checkPlaceholders reports every {name} in s that is not a placeholder teal fills in, showing
-// value in the error. Braces around anything but a name ({1..3}, JSON) are not placeholders,
-// nor is ${NAME}: that is left for the program or its shell.
-func checkPlaceholders(v *validator, key, s, value string) {
+// runPlaceholders are the placeholders of run.command, run.dir and run.env.
+func runPlaceholders() []string {
+	return []string{"artifact", "artifact_dir", "port", "color", "version", "instance"}
+}
+
+// checkPlaceholders reports every {name} in s that is not one of allowed, showing value in the
+// error. Braces around anything but a name ({1..3}, JSON) are not placeholders, nor is
+// ${NAME}: that is left for the program or its shell.
+func checkPlaceholders(v *validator, key, s, value string, allowed ...string) {
 	// Only the innermost {…} before each } can be a placeholder: one pass, however the braces
 	// nest.
 	for rest := s; ; {
@@ -934,15 +1258,74 @@ func checkPlaceholders(v *validator, key, s, value string) {
 		}
 		start := strings.LastIndexByte(rest[:end], '{')
 		if start >= 0 && (start == 0 || rest[start-1] != '$') {
-			switch name := rest[start+1 : end]; {
-			case !validEnvName(name):
-			case name == "artifact", name == "artifact_dir", name == "port", name == "color", name == "version", name == "instance":
-			default:
-				v.add(key, value, fmt.Sprintf("unknown placeholder {%s}; want {artifact}, {artifact_dir}, {port}, {color}, {version} or {instance}", name))
+			if name := rest[start+1 : end]; validEnvName(name) && !slices.Contains(allowed, name) {
+				v.add(key, value, fmt.Sprintf("unknown placeholder {%s}; want %s", name, placeholderList(allowed)))
 			}
 		}
 		rest = rest[end+1:]
 	}
+}
+
+// placeholderList writes names as "{a}, {b} or {c}".
+func placeholderList(names []string) string {
+	ph := make([]string, len(names))
+	for i, n := range names {
+		ph[i] = "{" + n + "}"
+	}
+	if len(ph) == 1 {
+		return ph[0]
+	}
+	return strings.Join(ph[:len(ph)-1], ", ") + " or " + ph[len(ph)-1]
+}
+
+// ParseByteSize parses a size in bytes as teal.yaml writes it: a whole number, optionally
+// followed by a unit B, kB (or KB), MB, GB or TB, which are powers of 1024 as in PostgreSQL's
+// settings: "16MB", "512kB", "1GB", "1048576".
+func ParseByteSize(s string) (ByteSize, error) {
+	after := strings.TrimLeft(s, "0123456789")
+	num, unit := s[:len(s)-len(after)], strings.TrimLeft(after, " ")
+	if num == "" || strings.HasPrefix(unit, ".") {
+		return 0, errors.New("not a size: want a whole number and a unit, like 16MB, 512kB or 1GB")
+	}
+	var mult int64
+	switch unit {
+	case "", "B":
+		mult = 1
+	case "kB", "KB":
+		mult = 1 << 10
+	case "MB":
+		mult = 1 << 20
+	case "GB":
+		mult = 1 << 30
+	case "TB":
+		mult = 1 << 40
+	default:
+		for _, u := range []string{"kB", "MB", "GB", "TB"} {
+			if strings.EqualFold(unit, u) {
+				return 0, fmt.Errorf("unit %q: want %s (units are case-sensitive)", unit, u)
+			}
+		}
+		return 0, fmt.Errorf("unit %q: want B, kB, MB, GB or TB (powers of 1024), like 16MB", unit)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return 0, errors.New("out of range")
+	}
+	return ByteSize(n * mult), nil
+}
+
+// String formats b in the largest unit that divides it, so that ParseByteSize reads it back:
+// 16MB, 512kB, 1000B.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		name string
+		size ByteSize
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}} {
+		if b != 0 && b%u.size == 0 {
+			return strconv.FormatInt(int64(b/u.size), 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(b), 10) + "B"
 }
 
 // validAppName reports whether s matches [a-z][a-z0-9-]{0,40}.

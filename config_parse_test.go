@@ -63,8 +63,17 @@ func readConfigTestdata(t *testing.T, name string) string {
 	return string(data)
 }
 
+// fullEnv is the environment full.yaml expects.
+func fullEnv() map[string]string {
+	return map[string]string{
+		"SHOP_SECRET":        "s3cret",
+		"PROD_DATABASE_URL":  "postgres://teal:hunter2@db.internal:5432/shop?sslmode=disable",
+		"PREPROD_SERVER_URL": "host=preprod.internal port=5433 user=teal password='hunter 3' dbname=postgres",
+	}
+}
+
 func TestParseConfig_Full(t *testing.T) {
-	cfg := mustParseConfig(t, readConfigTestdata(t, "full.yaml"), map[string]string{"SHOP_SECRET": "s3cret"})
+	cfg := mustParseConfig(t, readConfigTestdata(t, "full.yaml"), fullEnv())
 	want := Config{
 		App:            "shop",
 		Provider:       "local",
@@ -103,6 +112,20 @@ func TestParseConfig_Full(t *testing.T) {
 			DrainTimeout: 45 * time.Second,
 			KeepOld:      time.Hour,
 		},
+		Database: DatabaseConfig{
+			Mode:            "clone",
+			Engine:          "postgres",
+			Production:      "postgres://teal:hunter2@db.internal:5432/shop?sslmode=disable",
+			Preproduction:   "host=preprod.internal port=5433 user=teal password='hunter 3' dbname=postgres",
+			NameTemplate:    "{app}_{color}_{version}",
+			Migrations:      "{artifact}/db/migrations",
+			Verify:          "checksums",
+			MaxLag:          32 << 20,
+			FreezeTimeout:   5 * time.Second,
+			ReverseSync:     false,
+			KeepOldDatabase: 48 * time.Hour,
+			CloneStrategy:   "dump",
+		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("ParseConfig(full.yaml) =\n%+v\nwant\n%+v", cfg, want)
@@ -115,7 +138,8 @@ func TestParseConfig_Defaults(t *testing.T) {
 		src  string
 	}{
 		{"minimal", readConfigTestdata(t, "minimal.yaml")},
-		{"empty sections", "app: shop\nrun:\nhealth: {}\nrelease: ~\n"},
+		{"empty sections", "app: shop\nrun:\nhealth: {}\nrelease: ~\ndatabase:\n"},
+		{"database mode none", "app: shop\ndatabase: {mode: none}\n"},
 		{"null values keep defaults", "app: shop\nlisten: ~\nrun:\n  command:\n  instances: null\n"},
 		{"comments and document markers", "# teal\n---\napp: shop # name\n...\n"},
 	}
@@ -229,6 +253,36 @@ func TestParseConfig_BadValues(t *testing.T) {
 		{"drain_timeout negative", "release: {drain_timeout: -5s}", "release.drain_timeout", "0 or more"},
 		{"keep_old soon", "release: {keep_old: soon}", "release.keep_old", `teal.yaml: release.keep_old: "soon": not a duration (like 30s, 10m)`},
 		{"keep_old negative", "release: {keep_old: -1m}", "release.keep_old", "0 or more"},
+		{"database not a mapping", "database: clone", "database", `"clone": want a mapping of keys (mode, engine, production`},
+		{"database mode unknown", "database: {mode: copy}", "database.mode", `"copy": want clone or none`},
+		{"database engine mysql", "database: {engine: mysql}", "database.engine", `"mysql": want postgres`},
+		{"database production required", "database: {mode: clone}", "database.production", "required with mode clone"},
+		{"database production bad port", "database: {production: 'postgres://shop@db:99999/shop'}", "database.production", "not a PostgreSQL connection string (invalid port)"},
+		{"database production not a DSN", "database: {production: hello}", "database.production", `"hello": not a PostgreSQL connection string`},
+		{"database production no database", "database: {mode: clone, production: 'postgres://shop@db:5432'}", "database.production", "names no database"},
+		{"database production a list", "database: {production: [a]}", "database.production", "want a connection string"},
+		{"database preproduction bad", "database: {preproduction: 'host=db port=x'}", "database.preproduction", "invalid port"},
+		{"database name_template no color", "database: {name_template: '{app}_{version}'}", "database.name_template", "must contain {color}, else both colours' copies would get the same database name"},
+		{"database name_template no version", "database: {name_template: '{app}_{color}'}", "database.name_template", "must contain {version}, else the copies of two versions"},
+		{"database name_template neither", "database: {name_template: shop}", "database.name_template", "must contain {color} and {version}"},
+		{"database name_template unknown placeholder", "database: {name_template: '{app}_{color}_{version}_{env}'}", "database.name_template", "unknown placeholder {env}; want {app}, {color} or {version}"},
+		{"database name_template empty", "database: {name_template: ''}", "database.name_template", "empty; leave it out for {app}_{color}_{version}"},
+		{"database migrations placeholder", "database: {migrations: '{artifact_dir}/migrations'}", "database.migrations", "unknown placeholder {artifact_dir}; want {artifact}"},
+		{"database migrations empty", "database: {migrations: ''}", "database.migrations", "empty"},
+		{"database verify unknown", "database: {verify: hashes}", "database.verify", `"hashes": want rowcounts, checksums or none`},
+		{"database max_lag zero", "database: {max_lag: 0}", "database.max_lag", `"0": want a size over 0`},
+		{"database max_lag binary unit", "database: {max_lag: 16MiB}", "database.max_lag", `unit "MiB": want B, kB, MB, GB or TB`},
+		{"database max_lag lower case", "database: {max_lag: 16mb}", "database.max_lag", `unit "mb": want MB (units are case-sensitive)`},
+		{"database max_lag fraction", "database: {max_lag: 1.5GB}", "database.max_lag", "want a whole number"},
+		{"database max_lag negative", "database: {max_lag: -1MB}", "database.max_lag", "not a size"},
+		{"database max_lag overflow", "database: {max_lag: 99999999TB}", "database.max_lag", "out of range"},
+		{"database freeze_timeout zero", "database: {freeze_timeout: 0s}", "database.freeze_timeout", "over 0"},
+		{"database freeze_timeout too long", "database: {freeze_timeout: 6m}", "database.freeze_timeout", `"6m": over 5m0s`},
+		{"database freeze_timeout no unit", "database: {freeze_timeout: 10}", "database.freeze_timeout", "add a unit"},
+		{"database reverse_sync yes", "database: {reverse_sync: yes}", "database.reverse_sync", `"yes": want true or false`},
+		{"database reverse_sync a list", "database: {reverse_sync: [true]}", "database.reverse_sync", "want true or false, got a list"},
+		{"database keep_old_database negative", "database: {keep_old_database: -1h}", "database.keep_old_database", "0 or more"},
+		{"database clone_strategy unknown", "database: {clone_strategy: rsync}", "database.clone_strategy", "want auto, subscription or dump"},
 		{"duplicate top-level key", "listen: 127.0.0.1:1\nlisten: 127.0.0.1:2", "listen", "duplicate key (first set on line 2)"},
 		{"duplicate nested key", "run:\n  instances: 1\n  instances: 2", "run.instances", "duplicate key"},
 		{"duplicate env key", "run: {env: {A: x, A: y}}", "run.env.A", "duplicate key"},
@@ -396,7 +450,9 @@ func TestParseConfig_UnknownKeys(t *testing.T) {
 		{"in the wrong section", "command: [./shop]", "command", "did you mean run.command?"},
 		{"nested in the wrong section", "release: {interval: 1s}", "release.interval", "did you mean health.interval?"},
 		{"top-level key nested", "run: {listen: ':1'}", "run.listen", "did you mean listen?"},
-		{"far off top level", "colour: blue", "colour", "valid keys: app, provider, router, data_dir, listen, preview, admin, admin_token_file, run, health, release"},
+		{"far off top level", "colour: blue", "colour", "valid keys: app, provider, router, data_dir, listen, preview, admin, admin_token_file, run, health, release, database"},
+		{"typo in database", "database: {max_lgs: 1MB}", "database.max_lgs", "did you mean max_lag?"},
+		{"database key at the top level", "name_template: x", "name_template", "did you mean database.name_template?"},
 		{"far off nested", "health: {zzz: 1}", "health.zzz", "valid keys in health: path, interval, timeout, healthy_after, unhealthy_after, deadline"},
 		{"empty key", "'': 1", "", "empty key"},
 		{"mapping as key", "? [a]\n: 1", "", "keys must be plain names"},
@@ -424,7 +480,8 @@ func TestParseConfig_NotSupportedYet(t *testing.T) {
 		key  string
 		want string
 	}{
-		{"database", "database: {mode: clone}", "database", "not supported yet"},
+		{"database mode snapshot", "database: {mode: snapshot, production: 'postgres://db/shop'}", "database.mode", `"snapshot": not supported yet; works now: clone or none`},
+		{"database mode shared", "database: {mode: shared, production: 'postgres://db/shop'}", "database.mode", "not supported yet; works now: clone or none"},
 		{"dns", "dns: {provider: builtin}", "dns", "not supported yet"},
 		{"verify", "verify: {command: [./smoke.sh]}", "verify", "not supported yet"},
 		{"sessions", "sessions: {redis: x}", "sessions", "not supported yet"},
@@ -478,7 +535,9 @@ func TestParseConfig_MultipleErrors(t *testing.T) {
 		"release.auto_after",
 		"release.keep_old",
 		"release.steps",
-		"database",
+		"database.production",
+		"database.name_template",
+		"database.max_lag",
 	}
 	var gotKeys []string
 	for _, e := range errs {
@@ -560,7 +619,7 @@ func TestParseConfig_Testdata(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			_, err := parseConfigString(t, readConfigTestdata(t, tt.file), map[string]string{"SHOP_SECRET": "x"})
+			_, err := parseConfigString(t, readConfigTestdata(t, tt.file), fullEnv())
 			if (err == nil) != tt.valid {
 				t.Fatalf("ParseConfig(%s) error = %v, want valid = %v", tt.file, err, tt.valid)
 			}

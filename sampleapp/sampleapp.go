@@ -5,6 +5,8 @@
 // Environment read by New and Run:
 //
 //	TEAL_COLOR, TEAL_INSTANCE   shown in its answers (injected by teal's local provider)
+//	DATABASE_URL                the PostgreSQL database of the /orders routes (injected by teal
+//	                            when the database step is on); without it they answer 503
 //	SAMPLE_FAIL_HEALTH=1        GET /healthz answers 500, forever
 //	SAMPLE_STATUS_ROOT=500      GET / answers with that status
 //	SAMPLE_CRASH=1              Run prints a message to stderr and exits the process with status 3
@@ -20,9 +22,11 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // MaxSlow bounds the delay GET /slow accepts, so a typo cannot hold a connection for hours.
@@ -39,12 +43,18 @@ const ShutdownTimeout = 10 * time.Second
 //
 // Routes:
 //
-//	GET  /          200 "shop <version> (color <color>, instance <instance>)"
-//	GET  /healthz   200 "ok"
-//	GET  /version   JSON {"version","color","instance","pid"}
-//	GET  /slow?d=1s waits d (at most MaxSlow, less if the client goes away), then 200 "shop <version>"
-//	POST /echo      the request body
-//	GET  /ws        WebSocket echo: each message comes back as "<version>: <message>"
+//	GET  /              200 "shop <version> (color <color>, instance <instance>)"
+//	GET  /healthz       200 "ok", whatever the database does
+//	GET  /version       JSON {"version","color","instance","pid"}
+//	GET  /slow?d=1s     waits d (at most MaxSlow, less if the client goes away), then 200 "shop <version>"
+//	POST /echo          the request body
+//	GET  /ws            WebSocket echo: each message comes back as "<version>: <message>"
+//	POST /orders        inserts an order, the body its note: 201 JSON {"id","version"}
+//	PUT  /orders/{id}   sets the order's note to the body: 200 JSON Order, or 404
+//	GET  /orders/{id}   200 JSON Order, or 404
+//	GET  /orders/count  200 JSON {"count"}
+//
+// The /orders routes answer 503 "no database" when DB is nil.
 type App struct {
 	Version  string
 	Color    string // TEAL_COLOR
@@ -53,6 +63,8 @@ type App struct {
 	FailHealth bool
 	// RootStatus is the status GET / answers; 0 means 200 (SAMPLE_STATUS_ROOT).
 	RootStatus int
+	// DB is the database of the /orders routes (DATABASE_URL, connected by Run); nil for none.
+	DB *pgxpool.Pool
 }
 
 // New returns the app for version, configured from the environment.
@@ -78,11 +90,23 @@ func Run(ctx context.Context, addr, version string) error {
 		fmt.Fprintf(os.Stderr, "sampleapp %s: crashing at start (SAMPLE_CRASH=1)\n", version)
 		os.Exit(CrashExitCode)
 	}
+	app := New(version)
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		// The pool connects on first use, so the app starts, and answers its health checks,
+		// whether or not the database is reachable yet.
+		db, err := pgxpool.New(ctx, u)
+		if err != nil {
+			// pgx masks the password when it quotes the URL.
+			return fmt.Errorf("sampleapp database: %w", err)
+		}
+		defer db.Close()
+		app.DB = db
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("sampleapp listen: %w", err)
 	}
-	srv := &http.Server{Handler: New(version), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(os.Stdout, "sampleapp %s listening on %s\n", version, ln.Addr())
 
 	errc := make(chan error, 1)
@@ -150,7 +174,19 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if allow(w, r, http.MethodGet) {
 			a.ws(w, r)
 		}
+	case "/orders":
+		if allow(w, r, http.MethodPost) {
+			a.createOrder(w, r)
+		}
+	case "/orders/count":
+		if allow(w, r, http.MethodGet) {
+			a.countOrders(w, r)
+		}
 	default:
+		if id, ok := strings.CutPrefix(r.URL.Path, "/orders/"); ok && !strings.Contains(id, "/") {
+			a.order(w, r, id)
+			return
+		}
 		http.NotFound(w, r)
 	}
 }
