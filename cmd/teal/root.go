@@ -103,6 +103,7 @@ $TEAL_SERVER or the admin address in teal.yaml.`,
 		newLogsCmd(g),
 		newArtifactCmd(g),
 		newConfigCmd(g),
+		newDBCmd(g),
 		newVersionCmd(g),
 	)
 	markRunErrors(root)
