@@ -19,9 +19,10 @@ type Config struct {
 	Admin          string `yaml:"admin"`            // = 127.0.0.1:7070
 	AdminTokenFile string `yaml:"admin_token_file"` // = DataDir/admin.token
 
-	Run     RunConfig     `yaml:"run"`
-	Health  HealthConfig  `yaml:"health"`
-	Release ReleaseConfig `yaml:"release"`
+	Run      RunConfig      `yaml:"run"`
+	Health   HealthConfig   `yaml:"health"`
+	Release  ReleaseConfig  `yaml:"release"`
+	Database DatabaseConfig `yaml:"database"`
 }
 
 // RunConfig says how one instance of a version starts (local provider).
@@ -106,6 +107,18 @@ func DefaultConfig() Config {
 			Strategy:     DefaultStrategy,
 			DrainTimeout: DefaultDrainTimeout,
 			KeepOld:      DefaultKeepOld,
+		},
+		Database: DatabaseConfig{
+			Mode:            DefaultDatabaseMode,
+			Engine:          DefaultDatabaseEngine,
+			NameTemplate:    DefaultNameTemplate,
+			Migrations:      DefaultMigrations,
+			Verify:          DefaultVerify,
+			MaxLag:          DefaultMaxLag,
+			FreezeTimeout:   DefaultFreezeTimeout,
+			ReverseSync:     true,
+			KeepOldDatabase: DefaultKeepOldDatabase,
+			CloneStrategy:   DefaultCloneStrategy,
 		},
 	}
 }

@@ -14,13 +14,21 @@ import (
 	"time"
 )
 
-// Deps are the parts a Controller drives. All are required.
+// Deps are the parts a Controller drives. All are required but Database, which is nil when
+// the database step is off (database.mode: none).
 type Deps struct {
 	Store     Store
 	Provider  Provider
 	Router    Router
 	Health    Health
 	Artifacts Artifacts
+	Database  Database
+}
+
+// holder is a router that can hold new requests while writes move between databases.
+type holder interface {
+	Hold() (release func())
+	DrainRequests(ctx context.Context, c Color) error
 }
 
 // Controller moves releases through their lifecycle (spec/README.md): provisioning,
@@ -48,6 +56,8 @@ type Controller struct {
 	subs   map[chan *Event]struct{}
 	retire *time.Timer // terminates the standby colour
 	closed bool
+
+	stopHousekeeping context.CancelFunc // ends the database housekeeping goroutine
 
 	wg sync.WaitGroup
 }
@@ -126,6 +136,15 @@ func (c *Controller) Open(ctx context.Context) error {
 	}
 	c.metrics.setTraffic(sys.Traffic)
 	c.scheduleRetire()
+	if c.d.Database != nil {
+		hctx, cancel := context.WithCancel(context.Background())
+		c.stopHousekeeping = cancel
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.housekeep(hctx)
+		}()
+	}
 
 	if cur != nil {
 		c.log().Info("resuming release", "release", cur.ID, "version", cur.Version, "phase", cur.Phase)
@@ -146,7 +165,11 @@ func (c *Controller) adopt(ctx context.Context, env *Environment) error {
 	if err != nil {
 		return fmt.Errorf("artifact of %s: %w", env.Version, err)
 	}
-	insts, err := c.d.Provider.Adopt(ctx, c.launchRequest(env.Color, art), env.Instances)
+	req, err := c.launchRequest(ctx, env.Color, art)
+	if err != nil {
+		return err
+	}
+	insts, err := c.d.Provider.Adopt(ctx, req, env.Instances)
 	if err != nil {
 		return err
 	}
@@ -213,6 +236,9 @@ func (c *Controller) Close(ctx context.Context) error {
 		run.cancel(errShutdown)
 		<-run.done
 	}
+	if c.stopHousekeeping != nil {
+		c.stopHousekeeping()
+	}
 	c.wg.Wait()
 	var first error
 	if c.StopInstances {
@@ -256,6 +282,11 @@ func (c *Controller) startRelease(ctx context.Context, art *Artifact, actor stri
 	}
 	now := time.Now().UTC()
 	rel := &Release{Version: art.Version, Digest: art.Digest, Color: Blue, Phase: PhaseProvisioning, Actor: actor, Created: now, Steps: []Step{}}
+	if c.d.Database != nil {
+		// The database comes first: instances start with DATABASE_URL and expect its
+		// schema to be there.
+		rel.Phase = PhaseDatabase
+	}
 	if c.sys.Live != "" {
 		rel.From = c.sys.Live
 		rel.Color = c.sys.Live.Other()
@@ -435,6 +466,16 @@ func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (*Releas
 			"%s has %d of %d instances healthy", prev, healthy, len(penv.Instances))
 	}
 
+	if c.d.Database != nil && !req.Force {
+		c.mu.Lock()
+		ldb, pdb := c.sys.Env(live).Database, penv.Database
+		c.mu.Unlock()
+		if ldb != nil && pdb != nil {
+			if err := c.d.Database.CanSwitchBack(ctx, ldb, pdb); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := c.switchTo(ctx, last, prev, actor, "rollback"); err != nil {
 		return nil, err
 	}
@@ -459,23 +500,33 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 	old := col.Other()
 	step := c.beginStep(ctx, rel, "switch")
 	routes := Routes{Traffic: All(col), Preview: old}
-	if err := c.d.Router.Route(ctx, routes); err != nil {
-		c.endStep(ctx, rel, step, err)
-		return fmt.Errorf("route traffic to %s: %w", col, err)
+	// route moves traffic and records it; with a database it runs inside the freeze window.
+	route := func(ctx context.Context) error {
+		if err := c.d.Router.Route(ctx, routes); err != nil {
+			return fmt.Errorf("route traffic to %s: %w", col, err)
+		}
+		now := time.Now().UTC()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.sys.Live = col
+		c.sys.Traffic = routes.Traffic
+		c.setState(c.sys.Env(col), EnvLive, now)
+		c.sys.Env(col).DBRetireAt = nil
+		oenv := c.sys.Env(old)
+		if len(oenv.Instances) > 0 {
+			c.setState(oenv, EnvDraining, now)
+		}
+		if oenv.Database != nil {
+			at := now.Add(c.cfg.Database.KeepOldDatabase)
+			oenv.DBRetireAt = &at
+		}
+		return c.saveSystemLocked(ctx)
 	}
-	now := time.Now().UTC()
-	c.mu.Lock()
-	c.sys.Live = col
-	c.sys.Traffic = routes.Traffic
-	c.setState(c.sys.Env(col), EnvLive, now)
-	oenv := c.sys.Env(old)
-	if len(oenv.Instances) > 0 {
-		c.setState(oenv, EnvDraining, now)
+	err := c.switchWrites(ctx, col, route)
+	if err == nil {
+		c.metrics.switched(routes.Traffic)
+		c.event(ctx, rel, EventTraffic, actor, fmt.Sprintf("%s: traffic moved to %s", why, col), map[string]any{"blue": routes.Traffic.Blue, "green": routes.Traffic.Green})
 	}
-	err := c.saveSystemLocked(ctx)
-	c.mu.Unlock()
-	c.metrics.switched(routes.Traffic)
-	c.event(ctx, rel, EventTraffic, actor, fmt.Sprintf("%s: traffic moved to %s", why, col), map[string]any{"blue": routes.Traffic.Blue, "green": routes.Traffic.Green})
 	c.endStep(ctx, rel, step, err)
 	if err != nil {
 		return err
@@ -538,13 +589,17 @@ func (c *Controller) drive(ctx context.Context, rel *Release, run *releaseRun) {
 func (c *Controller) phases(ctx context.Context, rel *Release, run *releaseRun) error {
 	for {
 		switch rel.Phase {
+		case PhaseDatabase:
+			if c.d.Database != nil {
+				if err := c.prepareDatabase(ctx, rel); err != nil {
+					return err
+				}
+			}
+			c.enter(ctx, rel, PhaseProvisioning)
 		case PhaseProvisioning:
 			if err := c.provision(ctx, rel); err != nil {
 				return err
 			}
-			c.enter(ctx, rel, PhaseVerifying)
-		case PhaseDatabase:
-			// No database capability yet; a release persisted here moves on.
 			c.enter(ctx, rel, PhaseVerifying)
 		case PhaseVerifying:
 			if err := c.verify(ctx, rel); err != nil {
@@ -599,7 +654,11 @@ func (c *Controller) provision(ctx context.Context, rel *Release) error {
 	if reuse {
 		// A resumed release, or a re-promotion of a warm colour: take over what runs.
 		step := c.beginStep(ctx, rel, "adopt")
-		insts, err := c.d.Provider.Adopt(ctx, c.launchRequest(col, art), env.Instances)
+		req, err := c.launchRequest(ctx, col, art)
+		var insts []Instance
+		if err == nil {
+			insts, err = c.d.Provider.Adopt(ctx, req, env.Instances)
+		}
 		if err == nil {
 			c.mu.Lock()
 			env.Instances = insts
@@ -630,8 +689,12 @@ func (c *Controller) provision(ctx context.Context, rel *Release) error {
 		err := c.saveSystemLocked(ctx)
 		c.mu.Unlock()
 		var insts []Instance
+		var req LaunchRequest
 		if err == nil {
-			insts, err = c.d.Provider.Launch(ctx, c.launchRequest(col, art))
+			req, err = c.launchRequest(ctx, col, art)
+		}
+		if err == nil {
+			insts, err = c.d.Provider.Launch(ctx, req)
 		}
 		if err == nil {
 			c.mu.Lock()
@@ -674,7 +737,10 @@ func (c *Controller) verify(ctx context.Context, rel *Release) error {
 		err = fmt.Errorf("%s lost health before the gate: %w%s", rel.Color, err, c.logTails(rel.Color))
 	}
 	c.endStep(ctx, rel, step, err)
-	return err
+	if err != nil {
+		return err
+	}
+	return c.waitDatabaseReady(ctx, rel, c.cfg.Health.Deadline)
 }
 
 // gate waits for the release decision.
@@ -686,18 +752,37 @@ func (c *Controller) gate(ctx context.Context, rel *Release, run *releaseRun) er
 		auto = t.C
 	}
 	step := c.beginStep(ctx, rel, "gate")
+	// While waiting, the new colour's replication is watched: an apply error fails the
+	// release instead of waiting for a promotion that could only lose writes.
+	watch := time.NewTicker(2 * time.Second)
+	defer watch.Stop()
 	var actor string
-	select {
-	case actor = <-run.promote:
-	case <-auto:
-		actor = ActorAuto
-		now := time.Now().UTC()
-		c.mu.Lock()
-		rel.Promoted = &now
-		c.mu.Unlock()
-	case <-ctx.Done():
-		c.endStep(ctx, rel, step, context.Cause(ctx))
-		return context.Cause(ctx)
+wait:
+	for {
+		select {
+		case actor = <-run.promote:
+			break wait
+		case <-auto:
+			actor = ActorAuto
+			now := time.Now().UTC()
+			c.mu.Lock()
+			rel.Promoted = &now
+			c.mu.Unlock()
+			break wait
+		case <-watch.C:
+			if err := c.databaseBroken(ctx, rel); err != nil {
+				c.endStep(ctx, rel, step, err)
+				return err
+			}
+		case <-ctx.Done():
+			c.endStep(ctx, rel, step, context.Cause(ctx))
+			return context.Cause(ctx)
+		}
+	}
+	// The gate does not open while the copy lags more than database.max_lag.
+	if err := c.waitDatabaseReady(ctx, rel, 24*time.Hour); err != nil {
+		c.endStep(ctx, rel, step, err)
+		return err
 	}
 	c.endStep(ctx, rel, step, nil)
 	c.event(ctx, rel, EventAction, actor, fmt.Sprintf("release #%d: gate opened by %s", rel.ID, actor), nil)
@@ -742,6 +827,9 @@ func (c *Controller) finish(rel *Release, o Outcome, why string) {
 		if !switched {
 			step := c.beginStep(ctx, rel, "teardown")
 			err := c.stopColor(ctx, rel.Color)
+			if derr := c.teardownDatabase(ctx, rel); derr != nil && err == nil {
+				err = derr
+			}
 			c.endStep(ctx, rel, step, err)
 		}
 	}
@@ -762,6 +850,24 @@ func (c *Controller) finish(rel *Release, o Outcome, why string) {
 	}
 	c.event(ctx, rel, EventPhase, ActorSystem, msg, map[string]any{"outcome": string(o)})
 	c.log().Info("release ended", "release", rel.ID, "version", rel.Version, "outcome", o, "why", why)
+}
+
+// teardownDatabase drops the copy a failed or aborted release created.
+func (c *Controller) teardownDatabase(ctx context.Context, rel *Release) error {
+	c.mu.Lock()
+	env := c.sys.Env(rel.Color)
+	db := env.Database
+	c.mu.Unlock()
+	if c.d.Database == nil || db == nil || db.Production || db.Version != rel.Version {
+		return nil
+	}
+	if err := c.d.Database.Teardown(ctx, db); err != nil {
+		return fmt.Errorf("drop database %s: %w", db.Name, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	env.Database = nil
+	return c.saveSystemLocked(ctx)
 }
 
 // stopColor stops col's instances and forgets them. Never called on the live colour.
@@ -870,8 +976,19 @@ func tailFile(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (c *Controller) launchRequest(col Color, art *Artifact) LaunchRequest {
-	return LaunchRequest{Color: col, Version: art.Version, Digest: art.Digest, Artifact: art.Path}
+func (c *Controller) launchRequest(ctx context.Context, col Color, art *Artifact) (LaunchRequest, error) {
+	req := LaunchRequest{Color: col, Version: art.Version, Digest: art.Digest, Artifact: art.Path}
+	c.mu.Lock()
+	db := c.sys.Env(col).Database
+	c.mu.Unlock()
+	if c.d.Database != nil && db != nil {
+		env, err := c.d.Database.InstanceEnv(ctx, db)
+		if err != nil {
+			return req, fmt.Errorf("database environment of %s: %w", col, err)
+		}
+		req.Env = env
+	}
+	return req, nil
 }
 
 // routes is the routing decision for the persisted state: the preview serves the idle colour

@@ -14,6 +14,7 @@ type Metrics struct {
 	switches prometheus.Counter
 	outcomes *prometheus.CounterVec
 	phases   *prometheus.HistogramVec
+	freezes  prometheus.Histogram
 
 	mu      sync.Mutex
 	entered map[int64]time.Time // release id → when its current phase began
@@ -36,14 +37,21 @@ func NewMetrics() *Metrics {
 			Help:    "Time releases spent in each phase.",
 			Buckets: []float64{0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 7200},
 		}, []string{"phase"}),
+		freezes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "teal_db_freeze_seconds",
+			Help:    "How long writes were frozen by each database switchover.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}),
 		entered: make(map[int64]time.Time),
 	}
 }
 
 // Collectors returns the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.traffic, m.switches, m.outcomes, m.phases}
+	return []prometheus.Collector{m.traffic, m.switches, m.outcomes, m.phases, m.freezes}
 }
+
+func (m *Metrics) freeze(d time.Duration) { m.freezes.Observe(d.Seconds()) }
 
 func (m *Metrics) setTraffic(t Traffic) {
 	m.traffic.WithLabelValues(string(Blue)).Set(float64(t.Blue))

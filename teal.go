@@ -161,6 +161,11 @@ type Environment struct {
 	Instances []Instance `json:"instances,omitempty"`
 	// RetireAt is when a standby environment will be terminated.
 	RetireAt *time.Time `json:"retire_at,omitempty"`
+	// Database is the colour's database, when the database step is on.
+	Database *DBEnv `json:"database,omitempty"`
+	// DBRetireAt is when the database of a colour that is no longer live is dropped
+	// (database.keep_old_database after it stopped being live).
+	DBRetireAt *time.Time `json:"db_retire_at,omitempty"`
 }
 
 // Traffic is the share of production traffic, in percent, each colour receives. Both zero
