@@ -102,7 +102,7 @@ func TestServer_CrashAtEachPhase(t *testing.T) {
 			h.release("v1")
 
 			l := startLoad(h.listen)
-			l.waitMore(t, 50)
+			waitMore(t, l, 50)
 			tc.reach(t, h)
 			id := h.status().Release.ID
 
@@ -110,34 +110,34 @@ func TestServer_CrashAtEachPhase(t *testing.T) {
 			h.kill()
 			h.start()
 			up := time.Now()
-			l.waitMore(t, 50)
+			waitMore(t, l, 50)
 			tc.after(t, h, id)
-			l.waitMore(t, 50)
-			hits := l.stop()
+			waitMore(t, l, 50)
+			hits := l.Stop()
 
 			var first, last time.Time
 			failed := 0
 			for _, x := range hits {
-				if x.err == nil {
+				if x.Err == nil {
 					continue
 				}
 				failed++
-				if x.code != 0 {
-					t.Errorf("a request got HTTP %d: %v (only requests finding no router may fail)", x.code, x.err)
+				if x.Code != 0 {
+					t.Errorf("a request got HTTP %d: %v (only requests finding no router may fail)", x.Code, x.Err)
 					continue
 				}
-				if x.start.Before(killed.Add(-time.Second)) || x.end.After(up.Add(2*time.Second)) {
+				if x.Start.Before(killed.Add(-time.Second)) || x.End.After(up.Add(2*time.Second)) {
 					t.Errorf("request failed outside the server's downtime (%s..%s): %v",
-						killed.Format(time.StampMilli), up.Format(time.StampMilli), x.err)
+						killed.Format(time.StampMilli), up.Format(time.StampMilli), x.Err)
 				}
-				if !x.refused {
+				if !x.Refused {
 					continue // cut in flight when the router died
 				}
-				if first.IsZero() || x.start.Before(first) {
-					first = x.start
+				if first.IsZero() || x.Start.Before(first) {
+					first = x.Start
 				}
-				if x.end.After(last) {
-					last = x.end
+				if x.End.After(last) {
+					last = x.End
 				}
 			}
 			window := time.Duration(0)

@@ -23,6 +23,7 @@ import (
 
 	"teal.dev/teal"
 	"teal.dev/teal/api"
+	"teal.dev/teal/internal/load"
 )
 
 // tealBin is the teal binary built once for the whole package.
@@ -72,6 +73,7 @@ type options struct {
 	approval       string
 	autoAfter      time.Duration
 	keepOld        time.Duration
+	extra          string // more teal.yaml, appended as is
 }
 
 var appSeq atomic.Int64
@@ -113,7 +115,7 @@ release:
   approval: %s%s
   drain_timeout: 5s
   keep_old: %s
-`, h.app, h.listen, h.prev, h.admin, o.healthDeadline, o.approval, autoAfter, o.keepOld)
+%s`, h.app, h.listen, h.prev, h.admin, o.healthDeadline, o.approval, autoAfter, o.keepOld, o.extra)
 	if err := os.WriteFile(h.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -351,94 +353,14 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// load sends steady traffic to the router and records every answer with when it started.
-type load struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu   sync.Mutex
-	hits []hit
-}
-
-type hit struct {
-	start, end time.Time
-	path       string
-	version    string // from the body, for / and /slow
-	code       int    // HTTP status; 0 when no answer came
-	err        error  // transport error or unexpected status
-	refused    bool   // the router was not listening (only while the server is down)
-}
-
-func startLoad(addr string) *load {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cancel: cancel}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 15 * time.Second}
-	worker := func(method, path string) {
-		defer l.wg.Done()
-		for ctx.Err() == nil {
-			var body io.Reader
-			if method == http.MethodPost {
-				body = strings.NewReader("order-42")
-			}
-			h := hit{start: time.Now(), path: path}
-			req, _ := http.NewRequest(method, "http://"+addr+path, body)
-			resp, err := client.Do(req)
-			if err != nil {
-				h.err = err
-				h.refused = errors.Is(err, syscall.ECONNREFUSED)
-			} else {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				h.code = resp.StatusCode
-				switch {
-				case resp.StatusCode != http.StatusOK:
-					h.err = fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
-				case method == http.MethodPost && string(b) != "order-42":
-					h.err = fmt.Errorf("POST %s echoed %q", path, b)
-				case method == http.MethodGet:
-					if f := strings.Fields(string(b)); len(f) >= 2 {
-						h.version = f[1]
-					}
-				}
-			}
-			h.end = time.Now()
-			l.mu.Lock()
-			l.hits = append(l.hits, h)
-			l.mu.Unlock()
-			if h.err != nil {
-				<-time.After(5 * time.Millisecond) // do not spin while the router is down
-			}
-		}
-	}
-	for range 4 {
-		l.wg.Add(1)
-		go worker(http.MethodGet, "/")
-	}
-	l.wg.Add(3)
-	go worker(http.MethodGet, "/slow?d=1s")
-	go worker(http.MethodGet, "/slow?d=1s")
-	go worker(http.MethodPost, "/echo")
-	return l
-}
-
-func (l *load) stop() []hit {
-	l.cancel()
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.hits
-}
-
-// count returns how many answers came so far.
-func (l *load) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.hits)
+// startLoad starts the read load the e2e tests use: plain GETs, two 1 s clients and POSTs.
+func startLoad(addr string) *load.Reads {
+	return load.StartReads("http://"+addr, load.ReadsOptions{Plain: 4, Slow: 2, Posts: 1})
 }
 
 // waitMore waits until the load got n more answers.
-func (l *load) waitMore(t *testing.T, n int) {
+func waitMore(t *testing.T, l *load.Reads, n int) {
 	t.Helper()
-	start := l.count()
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d more answers", n), func() bool { return l.count() >= start+n })
+	start := l.Count()
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d more answers", n), func() bool { return l.Count() >= start+n })
 }

@@ -56,7 +56,7 @@ func TestRelease_ZeroFailedRequests(t *testing.T) {
 	}
 
 	l := startLoad(h.listen)
-	l.waitMore(t, 100)
+	waitMore(t, l, 100)
 
 	if _, err := h.client.Deploy(ctx, "v2"); err != nil {
 		t.Fatalf("deploy v2: %v", err)
@@ -71,7 +71,7 @@ func TestRelease_ZeroFailedRequests(t *testing.T) {
 	if got := versionAt(t, h.listen); got != "v1" {
 		t.Fatalf("live before promotion serves %s, want v1", got)
 	}
-	l.waitMore(t, 100)
+	waitMore(t, l, 100)
 
 	// Promote, and note when the release is seen released: every request started after that
 	// must be answered by v2.
@@ -81,7 +81,7 @@ func TestRelease_ZeroFailedRequests(t *testing.T) {
 	}
 	h.waitRelease("v2 released", outcomeIs(teal.OutcomeReleased))
 	switched := time.Now()
-	l.waitMore(t, 200)
+	waitMore(t, l, 200)
 	if got := echo("still there?"); !strings.HasPrefix(got, "v1") {
 		t.Fatalf("WebSocket opened on blue answers %q after the switch, want v1 still", got)
 	}
@@ -93,7 +93,7 @@ func TestRelease_ZeroFailedRequests(t *testing.T) {
 		t.Fatalf("rollback: %v", err)
 	}
 	rolledBack := time.Now()
-	l.waitMore(t, 200)
+	waitMore(t, l, 200)
 	st := h.status()
 	if st.Live == nil || st.Live.Color != teal.Blue || st.Traffic.Blue != 100 {
 		t.Fatalf("after rollback: live %+v traffic %+v, want blue 100", st.Live, st.Traffic)
@@ -111,37 +111,37 @@ func TestRelease_ZeroFailedRequests(t *testing.T) {
 	}
 	h.waitRelease("v2 released again", outcomeIs(teal.OutcomeReleased))
 	again := time.Now()
-	l.waitMore(t, 200)
+	waitMore(t, l, 200)
 	if got := echo("and now?"); !strings.HasPrefix(got, "v1") {
 		t.Fatalf("WebSocket answers %q after three switches, want v1 still", got)
 	}
-	hits := l.stop()
+	hits := l.Stop()
 
 	var failed []string
 	var after, afterRollback, afterAgain int
 	for _, x := range hits {
-		if x.err != nil {
-			failed = append(failed, x.err.Error())
+		if x.Err != nil {
+			failed = append(failed, x.Err.Error())
 			continue
 		}
-		if x.version == "" {
+		if x.Version == "" {
 			continue
 		}
 		switch {
-		case x.start.After(again):
+		case x.Start.After(again):
 			after++
-			if x.version != "v2" {
-				t.Errorf("%s started %s after the second promotion was answered by %s", x.path, x.start.Sub(again), x.version)
+			if x.Version != "v2" {
+				t.Errorf("%s started %s after the second promotion was answered by %s", x.Path, x.Start.Sub(again), x.Version)
 			}
-		case x.start.After(rolledBack) && x.end.Before(promotingAgain):
+		case x.Start.After(rolledBack) && x.End.Before(promotingAgain):
 			afterRollback++
-			if x.version != "v1" {
-				t.Errorf("%s started after the rollback was answered by %s", x.path, x.version)
+			if x.Version != "v1" {
+				t.Errorf("%s started after the rollback was answered by %s", x.Path, x.Version)
 			}
-		case x.start.After(switched) && x.end.Before(rollingBack):
+		case x.Start.After(switched) && x.End.Before(rollingBack):
 			after++
-			if x.version != "v2" {
-				t.Errorf("%s started %s after the switch was answered by %s", x.path, x.start.Sub(switched), x.version)
+			if x.Version != "v2" {
+				t.Errorf("%s started %s after the switch was answered by %s", x.Path, x.Start.Sub(switched), x.Version)
 			}
 		}
 	}
@@ -154,12 +154,12 @@ func TestRelease_ZeroFailedRequests(t *testing.T) {
 	}
 	slow, spanning := 0, 0
 	for _, x := range hits {
-		if strings.HasPrefix(x.path, "/slow") {
+		if strings.HasPrefix(x.Path, "/slow") {
 			slow++
-			if x.start.Before(promoting) && x.end.After(switched) {
+			if x.Start.Before(promoting) && x.End.After(switched) {
 				spanning++
-				if x.version != "v1" {
-					t.Errorf("a 1 s request started on blue before the switch was answered by %s", x.version)
+				if x.Version != "v1" {
+					t.Errorf("a 1 s request started on blue before the switch was answered by %s", x.Version)
 				}
 			}
 		}
@@ -209,7 +209,7 @@ func TestRelease_ProvisioningFailures(t *testing.T) {
 				t.Fatalf("deploy: %v", err)
 			}
 			rel := h.waitRelease("release ended", ended)
-			hits := l.stop()
+			hits := l.Stop()
 			if *rel.Outcome != teal.OutcomeFailed {
 				t.Fatalf("outcome = %s, want failed", *rel.Outcome)
 			}
@@ -228,8 +228,8 @@ func TestRelease_ProvisioningFailures(t *testing.T) {
 				}
 			}
 			for _, x := range hits {
-				if x.err != nil {
-					t.Fatalf("live request failed during the failed release: %v", x.err)
+				if x.Err != nil {
+					t.Fatalf("live request failed during the failed release: %v", x.Err)
 				}
 			}
 			if got := versionAt(t, h.listen); got != "v1" {
