@@ -102,6 +102,9 @@ func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
 		"full_page_writes":                "off",
 		"shared_buffers":                  "32MB",
 		"max_connections":                 "60",
+		// Apply and table-sync workers start within this (5 s by default): a throwaway
+		// cluster favours quick starts.
+		"wal_retrieve_retry_interval": "100ms",
 	}
 	for k, v := range o.Settings {
 		settings[k] = v
