@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,15 +10,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"teal.dev/teal"
 	"teal.dev/teal/api"
+	"teal.dev/teal/internal/load"
+	"teal.dev/teal/internal/pgcluster"
 	"teal.dev/teal/sampleapp"
 )
 
@@ -73,7 +73,10 @@ type demo struct {
 	dir    string
 	srv    *server
 	client *api.Client
-	load   *loadGen
+	reads  *load.Reads
+	writes *load.Writes // nil without PostgreSQL
+
+	clusters []*pgcluster.Cluster // production, preproduction; none without PostgreSQL
 }
 
 func runDemo(ctx context.Context, out io.Writer, keep bool) (err error) {
@@ -83,15 +86,12 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) (err error) {
 	}
 	d := &demo{out: out, dir: dir}
 	defer func() {
-		if d.srv != nil && !keep {
-			d.srv.StopInstances = true
-			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if cerr := d.srv.Close(cctx); cerr != nil && err == nil {
+		if !keep || err != nil {
+			if cerr := d.close(err == nil); cerr != nil && err == nil {
 				err = cerr
 			}
-			cancel()
 		}
-		if !keep && err == nil {
+		if err == nil && !keep {
 			os.RemoveAll(dir)
 		}
 	}()
@@ -109,26 +109,58 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) (err error) {
 		d.say("  preview    http://%s", d.srv.PreviewAddr)
 		d.say("  API        http://%s  (token in %s)", d.srv.AdminAddr, d.srv.Config.AdminTokenFile)
 		d.say("  teal -c %s status", filepath.Join(dir, "teal.yaml"))
-		d.say("Ctrl-C stops it and its instances.")
+		d.say("Ctrl-C stops it, its instances and its databases.")
 		<-ctx.Done()
-		d.srv.StopInstances = true
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		return d.srv.Close(cctx)
+		return d.close(true)
 	}
 	return nil
 }
 
+// close stops the server with its instances, then the throwaway clusters, whose files are
+// removed unless the demo failed (their logs tell why).
+func (d *demo) close(removeData bool) error {
+	var first error
+	if d.srv != nil {
+		d.srv.StopInstances = true
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		first = d.srv.Close(ctx)
+		cancel()
+		d.srv = nil
+	}
+	for _, c := range d.clusters {
+		if err := c.Stop(context.Background()); err != nil && first == nil {
+			first = err
+		}
+		if removeData {
+			os.RemoveAll(c.Dir)
+		} else {
+			d.say("  PostgreSQL log: %s", filepath.Join(c.Dir, "server.log"))
+		}
+	}
+	d.clusters = nil
+	return first
+}
+
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
-// setUp writes two versions of the sample app and a teal.yaml, and starts the server.
+// setUp writes two versions of the sample app and a teal.yaml, starts two throwaway
+// PostgreSQL clusters when the server binaries are installed, and starts the server.
 func (d *demo) setUp(ctx context.Context) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the teal binary: %w", err)
 	}
+	d.say("teal demo — in %s", d.dir)
+	dbYAML, err := d.startPostgres(ctx)
+	if err != nil {
+		return err
+	}
 	for _, v := range []string{"v1", "v2"} {
-		if err := writeSampleArtifact(filepath.Join(d.dir, "build", v), self, v); err != nil {
+		dir := filepath.Join(d.dir, "build", v)
+		if err := writeSampleArtifact(dir, self, v); err != nil {
+			return err
+		}
+		if err := sampleapp.WriteMigrations(dir, v); err != nil {
 			return err
 		}
 	}
@@ -155,7 +187,7 @@ release:
   approval: manual
   drain_timeout: 5s
   keep_old: 30m
-`, ports[0], ports[1], ports[2])
+%s`, ports[0], ports[1], ports[2], dbYAML)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		return err
 	}
@@ -173,9 +205,40 @@ release:
 	}
 	d.client = api.NewClient("http://"+d.srv.AdminAddr, d.srv.token)
 	d.client.Actor = "cli:demo"
-	d.say("teal demo — in %s", d.dir)
 	d.say("  server up: traffic http://%s, preview http://%s, admin http://%s", d.srv.ListenAddr, d.srv.PreviewAddr, d.srv.AdminAddr)
 	return nil
+}
+
+// startPostgres starts a production and a preproduction cluster and returns the database
+// section of teal.yaml; without PostgreSQL it says so and returns "".
+func (d *demo) startPostgres(ctx context.Context) (string, error) {
+	if _, err := pgcluster.Bin(); err != nil {
+		d.say("  PostgreSQL server binaries are not installed: the demo runs without a database (apt-get install postgresql adds it)")
+		return "", nil
+	}
+	d.say("  PostgreSQL found: starting two throwaway clusters, production and preproduction")
+	for range 2 {
+		// Not under d.dir: when root runs the demo, the postgres user must reach it.
+		dir, err := os.MkdirTemp("", "teal-demo-pg-")
+		if err != nil {
+			return "", err
+		}
+		c, err := pgcluster.Start(ctx, dir, pgcluster.Options{})
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("start PostgreSQL: %w", err)
+		}
+		d.clusters = append(d.clusters, c)
+	}
+	if _, err := d.clusters[0].Psql(ctx, "postgres", "CREATE DATABASE shop"); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`database:
+  mode: clone
+  production: %s
+  preproduction: %s
+  freeze_timeout: 10s
+`, d.clusters[0].DSN("shop"), d.clusters[1].DSN("postgres")), nil
 }
 
 // writeSampleArtifact makes a directory artifact: a copy of this binary and a script that runs
@@ -215,21 +278,33 @@ func (d *demo) story(ctx context.Context) error {
 	}
 
 	d.say("\n1. First release: v1 goes straight to blue (nothing live to protect)")
+	if len(d.clusters) > 0 {
+		d.say("   its migration 0001 creates the orders table in the production database, in place")
+	}
 	if _, err := c.Deploy(ctx, "v1"); err != nil {
 		return err
 	}
-	if _, err := d.waitRelease(ctx, func(r *teal.Release) bool { return r.Outcome != nil }); err != nil {
+	if err := d.released(ctx, "v1"); err != nil {
 		return err
 	}
 	d.say("   live: %s", d.get(ctx, d.srv.ListenAddr, "/"))
 
-	d.load = startLoad(ctx, "http://"+d.srv.ListenAddr)
-	d.say("\n2. Steady load on the live address: 8 clients with keep-alive, one slow (1s) client, POSTs")
-	if err := d.load.waitRequests(ctx, 200); err != nil {
+	base := "http://" + d.srv.ListenAddr
+	d.reads = load.StartReads(base, load.ReadsOptions{Plain: 6, Slow: 1, Posts: 1})
+	msg := "8 clients with keep-alive, one of them slow (1 s requests)"
+	if len(d.clusters) > 0 {
+		d.writes = load.StartWrites(base, 2)
+		msg += ", and 2 clients writing orders (insert, then update)"
+	}
+	d.say("\n2. Steady load on the live address: %s", msg)
+	if err := d.waitLoad(ctx, 200, ""); err != nil {
 		return err
 	}
 
 	d.say("\n3. Deploy v2 to green while blue serves")
+	if len(d.clusters) > 0 {
+		d.say("   green gets its own copy of the data, kept in sync, and migration 0002 (a new column)")
+	}
 	if _, err := c.Deploy(ctx, "v2"); err != nil {
 		return err
 	}
@@ -254,15 +329,15 @@ func (d *demo) story(ctx context.Context) error {
 	if _, err := c.Promote(ctx); err != nil {
 		return err
 	}
+	if err := d.released(ctx, "v2"); err != nil {
+		return err
+	}
 	rel, err = d.waitRelease(ctx, func(r *teal.Release) bool { return r.Outcome != nil })
 	if err != nil {
 		return err
 	}
-	if *rel.Outcome != teal.OutcomeReleased {
-		return fmt.Errorf("release of v2 ended %s: %s", *rel.Outcome, rel.Error)
-	}
 	switchTime := stepDuration(rel, "switch")
-	if err := d.load.waitVersion(ctx, "v2", 100); err != nil {
+	if err := d.waitLoad(ctx, 100, "v2"); err != nil {
 		return err
 	}
 	d.say("   switched in %s; live: %s", switchTime, d.get(ctx, d.srv.ListenAddr, "/"))
@@ -271,7 +346,7 @@ func (d *demo) story(ctx context.Context) error {
 	if _, err := c.Rollback(ctx, false); err != nil {
 		return err
 	}
-	if err := d.load.waitVersion(ctx, "v1", 100); err != nil {
+	if err := d.waitLoad(ctx, 100, "v1"); err != nil {
 		return err
 	}
 	d.say("   live: %s", d.get(ctx, d.srv.ListenAddr, "/"))
@@ -280,32 +355,136 @@ func (d *demo) story(ctx context.Context) error {
 	if _, err := c.Promote(ctx); err != nil {
 		return err
 	}
-	rel, err = d.waitRelease(ctx, func(r *teal.Release) bool { return r.Outcome != nil })
+	if err := d.released(ctx, "v2"); err != nil {
+		return err
+	}
+	if err := d.waitLoad(ctx, 100, "v2"); err != nil {
+		return err
+	}
+	d.say("   live: %s", d.get(ctx, d.srv.ListenAddr, "/"))
+	return d.summary(ctx, switchTime)
+}
+
+// summary stops the load and prints what it measured.
+func (d *demo) summary(ctx context.Context, switchTime time.Duration) error {
+	hits := d.reads.Stop()
+	var ok, failed, slow int
+	byVersion := map[string]int{}
+	var failures []string
+	for _, h := range hits {
+		if h.Err != nil {
+			failed++
+			if len(failures) < 5 {
+				failures = append(failures, h.Err.Error())
+			}
+			continue
+		}
+		ok++
+		byVersion[h.Version]++
+		if strings.HasPrefix(h.Path, "/slow") {
+			slow++
+		}
+	}
+	d.say("\nSummary")
+	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  requests served\t%d\t(v1 %d, v2 %d, and POSTs)\n", ok, byVersion["v1"], byVersion["v2"])
+	fmt.Fprintf(tw, "  failed requests\t%d\t\n", failed)
+	fmt.Fprintf(tw, "  slow (1 s) requests\t%d\t\n", slow)
+	fmt.Fprintf(tw, "  switch time\t%s\t(as recorded in the release)\n", switchTime)
+	var lost []int64
+	if d.writes != nil {
+		acked, wfailed := d.writes.Stop()
+		present, err := d.ordersOnLive(ctx)
+		if err != nil {
+			return err
+		}
+		lost = load.Missing(acked, present)
+		failed += len(wfailed)
+		failures = append(failures, wfailed...)
+		fmt.Fprintf(tw, "  database writes acknowledged\t%d\t(orders inserted, then updated)\n", len(acked))
+		fmt.Fprintf(tw, "  present on the live database\t%d\t\n", len(acked)-len(lost))
+		fmt.Fprintf(tw, "  database writes lost\t%d\t\n", len(lost))
+		fmt.Fprintf(tw, "  failed writes\t%d\t\n", len(wfailed))
+	} else {
+		fmt.Fprintf(tw, "  database writes lost\t-\t(no PostgreSQL on this machine)\n")
+	}
+	tw.Flush()
+	for _, e := range failures {
+		d.say("  failure: %s", e)
+	}
+	switch {
+	case failed > 0:
+		return fmt.Errorf("%d requests failed during the demo", failed)
+	case len(lost) > 0:
+		return fmt.Errorf("%d acknowledged writes are not on the live database", len(lost))
+	}
+	return nil
+}
+
+// ordersOnLive reads every order (id → note) from the live colour's database.
+func (d *demo) ordersOnLive(ctx context.Context) (map[int64]string, error) {
+	st, err := d.client.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var db *teal.DBEnv
+	for _, e := range st.Environments {
+		if st.Live != nil && e.Color == st.Live.Color {
+			db = e.Database
+		}
+	}
+	if db == nil {
+		return nil, fmt.Errorf("the live colour has no database recorded")
+	}
+	cluster := d.clusters[0]
+	if strings.HasSuffix(db.Server, fmt.Sprintf(":%d", d.clusters[1].Port)) {
+		cluster = d.clusters[1]
+	}
+	conn, err := pgx.Connect(ctx, cluster.DSN(db.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT id, coalesce(note, '') FROM orders")
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var note string
+		if err := rows.Scan(&id, &note); err != nil {
+			return nil, err
+		}
+		out[id] = note
+	}
+	return out, rows.Err()
+}
+
+// waitLoad waits for n more answers (from version v, if given) and checks no write failed.
+func (d *demo) waitLoad(ctx context.Context, n int, v string) error {
+	count := d.reads.Count
+	if v != "" {
+		count = func() int { return d.reads.CountVersion(v) }
+	}
+	start := count()
+	if err := load.WaitFor(ctx, 30*time.Second, fmt.Sprintf("%d answers", n), func() bool { return count() >= start+n }); err != nil {
+		return err
+	}
+	if d.writes != nil {
+		return d.writes.WaitMore(ctx, 10, 30*time.Second)
+	}
+	return nil
+}
+
+// released waits for the current release of v to end and checks it was released.
+func (d *demo) released(ctx context.Context, v string) error {
+	rel, err := d.waitRelease(ctx, func(r *teal.Release) bool { return r.Outcome != nil })
 	if err != nil {
 		return err
 	}
 	if *rel.Outcome != teal.OutcomeReleased {
-		return fmt.Errorf("re-release of v2 ended %s: %s", *rel.Outcome, rel.Error)
-	}
-	if err := d.load.waitVersion(ctx, "v2", 100); err != nil {
-		return err
-	}
-	d.say("   live: %s", d.get(ctx, d.srv.ListenAddr, "/"))
-
-	res := d.load.stop()
-	d.say("\nSummary")
-	tw := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  requests served\t%d\t(v1 %d, v2 %d)\n", res.ok, res.byVersion["v1"], res.byVersion["v2"])
-	fmt.Fprintf(tw, "  failed requests\t%d\t\n", res.failed)
-	fmt.Fprintf(tw, "  slow (1s) requests across switches\t%d\t\n", res.slow)
-	fmt.Fprintf(tw, "  switch time\t%s\t(router table swap, as recorded in the release)\n", switchTime)
-	fmt.Fprintf(tw, "  database writes lost\t-\t(no database in this demo yet)\n")
-	tw.Flush()
-	if res.failed > 0 {
-		for _, e := range res.errors {
-			d.say("  failure: %s", e)
-		}
-		return fmt.Errorf("%d requests failed during the demo", res.failed)
+		return fmt.Errorf("release of %s ended %s: %s", v, *rel.Outcome, rel.Error)
 	}
 	return nil
 }
@@ -321,7 +500,7 @@ func stepDuration(r *teal.Release, name string) time.Duration {
 
 // waitRelease polls the current release until done says so.
 func (d *demo) waitRelease(ctx context.Context, done func(*teal.Release) bool) (*teal.Release, error) {
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	for {
 		st, err := d.client.Status(ctx)
@@ -367,121 +546,4 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
-}
-
-// loadGen sends steady traffic and counts every answer.
-type loadGen struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	ok, failed, slow atomic.Int64
-	mu               sync.Mutex
-	byVersion        map[string]int64
-	errors           []string
-}
-
-type loadResult struct {
-	ok, failed, slow int64
-	byVersion        map[string]int64
-	errors           []string
-}
-
-func startLoad(ctx context.Context, base string) *loadGen {
-	ctx, cancel := context.WithCancel(ctx)
-	l := &loadGen{cancel: cancel, byVersion: map[string]int64{}}
-	tr := &http.Transport{MaxIdleConnsPerHost: 16}
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	worker := func(method, path string, pause time.Duration) {
-		defer l.wg.Done()
-		for ctx.Err() == nil {
-			var body io.Reader
-			if method == http.MethodPost {
-				body = strings.NewReader("order")
-			}
-			req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), method, base+path, body)
-			resp, err := client.Do(req)
-			if err != nil {
-				l.fail(fmt.Sprintf("%s %s: %v", method, path, err))
-				continue
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				l.fail(fmt.Sprintf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b))))
-				continue
-			}
-			l.ok.Add(1)
-			if path != "/" {
-				if strings.HasPrefix(path, "/slow") {
-					l.slow.Add(1)
-				}
-			} else if f := strings.Fields(string(b)); len(f) >= 2 {
-				l.mu.Lock()
-				l.byVersion[f[1]]++
-				l.mu.Unlock()
-			}
-			if pause > 0 {
-				select {
-				case <-ctx.Done():
-				case <-time.After(pause):
-				}
-			}
-		}
-	}
-	for range 8 {
-		l.wg.Add(1)
-		go worker(http.MethodGet, "/", 2*time.Millisecond)
-	}
-	l.wg.Add(2)
-	go worker(http.MethodGet, "/slow?d=1s", 0)
-	go worker(http.MethodPost, "/echo", 5*time.Millisecond)
-	return l
-}
-
-func (l *loadGen) fail(msg string) {
-	l.failed.Add(1)
-	l.mu.Lock()
-	if len(l.errors) < 5 {
-		l.errors = append(l.errors, msg)
-	}
-	l.mu.Unlock()
-}
-
-func (l *loadGen) waitRequests(ctx context.Context, n int64) error {
-	return waitUntil(ctx, 30*time.Second, func() bool { return l.ok.Load()+l.failed.Load() >= n })
-}
-
-// waitVersion waits until n more answers came from version v.
-func (l *loadGen) waitVersion(ctx context.Context, v string, n int64) error {
-	l.mu.Lock()
-	start := l.byVersion[v]
-	l.mu.Unlock()
-	return waitUntil(ctx, 30*time.Second, func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.byVersion[v] >= start+n
-	})
-}
-
-func (l *loadGen) stop() loadResult {
-	l.cancel()
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return loadResult{ok: l.ok.Load(), failed: l.failed.Load(), slow: l.slow.Load(), byVersion: l.byVersion, errors: l.errors}
-}
-
-func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return errors.New("timed out waiting for the load to see it")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return nil
 }

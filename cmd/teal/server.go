@@ -26,6 +26,7 @@ import (
 	"teal.dev/teal/artifact"
 	"teal.dev/teal/health"
 	"teal.dev/teal/local"
+	"teal.dev/teal/postgres"
 	"teal.dev/teal/proxy"
 	"teal.dev/teal/sqlite"
 )
@@ -71,6 +72,7 @@ type server struct {
 	provider *local.Provider
 	monitor  *health.Monitor
 	router   *proxy.Router
+	db       *postgres.Database // nil with database.mode: none
 	https    []*http.Server
 	token    string
 
@@ -141,7 +143,16 @@ func (s *server) Start(ctx context.Context) (err error) {
 	s.router = proxy.NewRouter()
 	s.router.Logger = log
 
-	s.ctl = teal.NewController(cfg, teal.Deps{Store: s.store, Provider: s.provider, Router: s.router, Health: s.monitor, Artifacts: arts})
+	deps := teal.Deps{Store: s.store, Provider: s.provider, Router: s.router, Health: s.monitor, Artifacts: arts}
+	if cfg.Database.Mode != "" && cfg.Database.Mode != "none" {
+		s.db = postgres.NewDatabase(cfg.App, cfg.Database, filepath.Join(cfg.DataDir, "secrets"))
+		s.db.Logger = log.With("component", "database")
+		if err := s.db.Open(ctx); err != nil {
+			return fmt.Errorf("open database step: %w", err)
+		}
+		deps.Database = s.db
+	}
+	s.ctl = teal.NewController(cfg, deps)
 	s.ctl.Logger = log
 	s.ctl.StopInstances = s.StopInstances
 
@@ -219,6 +230,9 @@ func (s *server) closeParts(ctx context.Context) error {
 	}
 	if s.monitor != nil {
 		keep(s.monitor.Close())
+	}
+	if s.db != nil {
+		keep(s.db.Close())
 	}
 	if s.store != nil {
 		keep(s.store.Close())
