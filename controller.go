@@ -131,6 +131,9 @@ func (c *Controller) Open(ctx context.Context) error {
 			c.event(ctx, cur, EventError, ActorSystem, fmt.Sprintf("re-adopt %s: %v", col, err), nil)
 		}
 	}
+	if err := c.reconcileDatabases(ctx, cur); err != nil {
+		return err
+	}
 	if err := c.d.Router.Route(ctx, c.routes()); err != nil {
 		return fmt.Errorf("restore routes: %w", err)
 	}
@@ -476,7 +479,20 @@ func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (*Releas
 			}
 		}
 	}
-	if err := c.switchTo(ctx, last, prev, actor, "rollback"); err != nil {
+	force := false
+	if c.d.Database != nil && req.Force {
+		// Said before it happens, and recorded: what --force costs.
+		c.mu.Lock()
+		ldb, pdb := c.sys.Env(live).Database, penv.Database
+		c.mu.Unlock()
+		if ldb != nil && pdb != nil {
+			if err := c.d.Database.CanSwitchBack(ctx, ldb, pdb); err != nil {
+				force = true
+				c.event(ctx, last, EventAction, actor, fmt.Sprintf("forced rollback: %v", err), nil)
+			}
+		}
+	}
+	if err := c.switchTo(ctx, last, prev, actor, "rollback", force); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -496,7 +512,7 @@ func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (*Releas
 
 // switchTo moves all traffic to col and demotes the other colour: the common core of a
 // release's switch and of a rollback. The old colour drains in the background and is kept.
-func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, actor, why string) error {
+func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, actor, why string, force bool) error {
 	old := col.Other()
 	step := c.beginStep(ctx, rel, "switch")
 	routes := Routes{Traffic: All(col), Preview: old}
@@ -522,7 +538,7 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 		}
 		return c.saveSystemLocked(ctx)
 	}
-	err := c.switchWrites(ctx, col, route)
+	err := c.switchWrites(ctx, col, force, route)
 	if err == nil {
 		c.metrics.switched(routes.Traffic)
 		c.event(ctx, rel, EventTraffic, actor, fmt.Sprintf("%s: traffic moved to %s", why, col), map[string]any{"blue": routes.Traffic.Blue, "green": routes.Traffic.Green})
@@ -806,7 +822,7 @@ func (c *Controller) doSwitch(ctx context.Context, rel *Release) error {
 	if err != nil {
 		return fmt.Errorf("%s is not healthy, traffic stays on %s: %w", rel.Color, orNothing(rel.From), err)
 	}
-	if err := c.switchTo(ctx, rel, rel.Color, ActorSystem, fmt.Sprintf("release #%d", rel.ID)); err != nil {
+	if err := c.switchTo(ctx, rel, rel.Color, ActorSystem, fmt.Sprintf("release #%d", rel.ID), false); err != nil {
 		return err
 	}
 	now := time.Now().UTC()

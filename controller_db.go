@@ -171,7 +171,7 @@ func (c *Controller) databaseBroken(ctx context.Context, rel *Release) error {
 // switchWrites moves traffic to col inside a database switchover: the router holds new
 // requests, in-flight ones finish, writes move, traffic moves, held requests go on to col.
 // With no database (or on the first release) it just routes.
-func (c *Controller) switchWrites(ctx context.Context, col Color, route func(context.Context) error) error {
+func (c *Controller) switchWrites(ctx context.Context, col Color, force bool, route func(context.Context) error) error {
 	old := col.Other()
 	c.mu.Lock()
 	from, to := c.sys.Env(old).Database, c.sys.Env(col).Database
@@ -192,7 +192,11 @@ func (c *Controller) switchWrites(ctx context.Context, col Color, route func(con
 		return Errorf(ErrRefused, "long requests keep the old colour busy: retry, or raise database.freeze_timeout",
 			"switchover not started, traffic stays on %s: %v", old, err)
 	}
-	rep, err := c.d.Database.Switchover(ctx, from, to, route)
+	switchover := c.d.Database.Switchover
+	if force {
+		switchover = c.d.Database.ForceSwitchover
+	}
+	rep, err := switchover(ctx, from, to, route)
 	if rep != nil {
 		c.metrics.freeze(rep.Freeze)
 		attrs := map[string]any{"freeze_seconds": rep.Freeze.Seconds()}
@@ -236,4 +240,18 @@ func (c *Controller) housekeep(ctx context.Context) {
 		}
 		c.event(ctx, nil, EventAction, ActorSystem, fmt.Sprintf("database %s retired after database.keep_old_database %s", odb.Name, c.cfg.Database.KeepOldDatabase), nil)
 	}
+}
+
+// reconcileDatabases runs at start: when the server died during a switchover (or after it,
+// before its last steps), the databases are brought to the steady state of the traffic that
+// was recorded — the record decides which colour writes.
+func (c *Controller) reconcileDatabases(ctx context.Context, cur *Release) error {
+	if c.d.Database == nil || c.sys.Live == "" || (cur != nil && cur.Phase != PhaseSwitching) {
+		return nil // a release before its switch resumes its own step
+	}
+	live, idle := c.sys.Env(c.sys.Live).Database, c.sys.Env(c.sys.Live.Other()).Database
+	if live == nil || idle == nil {
+		return nil
+	}
+	return c.d.Database.Reconcile(ctx, live, idle)
 }

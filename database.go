@@ -115,6 +115,14 @@ type Database interface {
 	// CanSwitchBack returns nil when a switchover from live back to old would lose no write
 	// (reverse replication running), else what would be lost.
 	CanSwitchBack(ctx context.Context, live, old *DBEnv) error
+	// ForceSwitchover is Switchover without replication (teal rollback --force when
+	// CanSwitchBack refused): writes made on from since to stopped receiving them stay on
+	// from only.
+	ForceSwitchover(ctx context.Context, from, to *DBEnv, route func(context.Context) error) (*SwitchReport, error)
+	// Reconcile brings both databases to the steady state of the recorded traffic after the
+	// server died mid-switchover: live open, idle closed and in sync from live, nothing
+	// replicating idle → live.
+	Reconcile(ctx context.Context, live, idle *DBEnv) error
 	// Teardown drops a colour's copy and its replication (a failed or aborted release).
 	Teardown(ctx context.Context, env *DBEnv) error
 	// Retire runs live's held-back migrations and drops old's copy and replication

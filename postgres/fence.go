@@ -144,9 +144,14 @@ func copySequences(ctx context.Context, from, to *pgxpool.Pool, seqs []sequenceS
 	if err := from.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("sync sequences: read: %w", err)
 	}
+	// Never move a sequence backwards: to may have drawn further values of its own (the
+	// copy's migrations write history rows), and going back would hand them out again.
 	b = &pgx.Batch{}
 	for _, s := range seqs {
-		b.Queue("SELECT setval($1::regclass, $2, $3)", pgxIdent(s.schema, s.name), s.last, s.called)
+		b.Queue(`SELECT setval($1::regclass, $2, $3) WHERE NOT EXISTS (
+			SELECT 1 FROM pg_sequences WHERE schemaname = $4 AND sequencename = $5
+			AND increment_by > 0 AND last_value > $2)`,
+			pgxIdent(s.schema, s.name), s.last, s.called, s.schema, s.name)
 	}
 	if err := to.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("sync sequences: set: %w", err)

@@ -92,6 +92,18 @@ func TestSyncSequences(t *testing.T) {
 		})
 	}
 
+	t.Run("never backwards", func(t *testing.T) {
+		// The target drew further values of its own (a copy's migration history rows):
+		// syncing must not hand them out again.
+		mustExec(t, to, "SELECT setval('app.counter', 500)")
+		if _, err := syncSequences(ctx, from, to); err != nil {
+			t.Fatal(err)
+		}
+		if got := queryInt(t, to, "SELECT nextval('app.counter')"); got != 501 {
+			t.Fatalf("nextval(app.counter) after a sync from behind = %d, want 501", got)
+		}
+	})
+
 	t.Run("missing on the target", func(t *testing.T) {
 		mustExec(t, from, "CREATE SEQUENCE app.only_here; CREATE SEQUENCE also_here")
 		_, err := syncSequences(ctx, from, to)
