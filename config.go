@@ -23,6 +23,7 @@ type Config struct {
 	Health   HealthConfig   `yaml:"health"`
 	Release  ReleaseConfig  `yaml:"release"`
 	Database DatabaseConfig `yaml:"database"`
+	DNS      DNSConfig      `yaml:"dns"`
 }
 
 // RunConfig says how one instance of a version starts (local provider).
@@ -120,5 +121,6 @@ func DefaultConfig() Config {
 			KeepOldDatabase: DefaultKeepOldDatabase,
 			CloneStrategy:   DefaultCloneStrategy,
 		},
+		DNS: DefaultDNSConfig(),
 	}
 }

@@ -82,6 +82,11 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	return resolvePaths(cfg, path)
+}
+
+// resolvePaths sets Path and makes DataDir and AdminTokenFile absolute, for LoadConfig.
+func resolvePaths(cfg Config, path string) (Config, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("resolve config path %s: %w", path, err)
@@ -128,11 +133,15 @@ func ParseConfig(r io.Reader, file string, lookupEnv func(string) (string, bool)
 	}
 
 	cfg := DefaultConfig()
-	d := newDecoder(file, lookupEnv, &cfg)
+	d := newDecoder(file, lookupEnv, &cfg, &cfg.DNS)
 	if root != nil {
 		d.mapping(root, "", "")
 	}
-	for _, e := range cfg.validate(file) {
+	problems := cfg.validate(file)
+	dv := &validator{file: file}
+	cfg.DNS.validate(dv, &cfg)
+	problems = append(problems, dv.errs...)
+	for _, e := range problems {
 		if d.failed(e.Key) {
 			// The key already has an error and kept its default; a second opinion on it
 			// would mislead.
@@ -208,6 +217,9 @@ const (
 	// dsnValue values (database.production, database.preproduction) are shown as written with
 	// every password masked, never expanded: people do write passwords inline in DSNs.
 	dsnValue
+	// hiddenValue values (dns.rfc2136.tsig_secret) are never shown, not even as written: the
+	// value is the secret itself, not a reference to it.
+	hiddenValue
 )
 
 // keyInfo is what the decoder saw at one key path.
@@ -221,8 +233,11 @@ type keyInfo struct {
 
 // shown is the value as error messages may show it.
 func (k keyInfo) shown() string {
-	if k.secrecy == dsnValue {
+	switch k.secrecy {
+	case dsnValue:
 		return RedactDSN(k.raw)
+	case hiddenValue:
+		return ""
 	}
 	return k.raw
 }
@@ -252,7 +267,7 @@ type decoder struct {
 	bad    map[string]bool // key paths with a decoding error
 }
 
-func newDecoder(file string, lookup func(string) (string, bool), c *Config) *decoder {
+func newDecoder(file string, lookup func(string) (string, bool), c *Config, dc *DNSConfig) *decoder {
 	d := &decoder{file: file, lookup: lookup, keys: make(map[string]keyInfo), bad: make(map[string]bool)}
 	section := func(name string) func(*yaml.Node, string) {
 		return func(n *yaml.Node, path string) { d.mapping(n, path, name) }
@@ -271,6 +286,7 @@ func newDecoder(file string, lookup func(string) (string, bool), c *Config) *dec
 			{"health", section("health")},
 			{"release", section("release")},
 			{"database", section("database")},
+			{"dns", section("dns")},
 		},
 		"run": {
 			{"command", d.list(&c.Run.Command)},
@@ -310,12 +326,43 @@ func newDecoder(file string, lookup func(string) (string, bool), c *Config) *dec
 			{"keep_old_database", d.duration(&c.Database.KeepOldDatabase)},
 			{"clone_strategy", d.str(&c.Database.CloneStrategy)},
 		},
+		"dns": {
+			{"provider", d.str(&dc.Provider)},
+			{"zone", d.str(&dc.Zone)},
+			{"record", d.str(&dc.Record)},
+			{"ttl", d.duration(&dc.TTL)},
+			{"targets", d.targets(&dc.Targets)},
+			{"weighted", d.boolean(&dc.Weighted)},
+			{"builtin", section("dns.builtin")},
+			{"rfc2136", section("dns.rfc2136")},
+			{"route53", section("dns.route53")},
+			{"confirm", d.boolean(&dc.Confirm)},
+			{"confirm_timeout", d.duration(&dc.ConfirmTimeout)},
+			{"quiet", d.duration(&dc.Quiet)},
+			{"rest_ttl", d.duration(&dc.RestTTL)},
+		},
+		"dns.builtin": {
+			{"listen", d.str(&dc.Builtin.Listen)},
+		},
+		"dns.rfc2136": {
+			{"server", d.str(&dc.RFC2136.Server)},
+			{"tsig_name", d.str(&dc.RFC2136.TSIGName)},
+			{"tsig_secret", d.hidden(&dc.RFC2136.TSIGSecret)},
+			{"tsig_algorithm", d.str(&dc.RFC2136.TSIGAlgorithm)},
+		},
+		"dns.route53": {
+			{"hosted_zone_id", d.str(&dc.Route53.HostedZoneID)},
+			{"region", d.str(&dc.Route53.Region)},
+			{"endpoint", d.str(&dc.Route53.Endpoint)},
+		},
 	}
 	return d
 }
 
 // sectionOrder lists the schema's sections in file order, for stable suggestions.
-func sectionOrder() []string { return []string{"", "run", "health", "release", "database"} }
+func sectionOrder() []string {
+	return []string{"", "run", "health", "release", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53"}
+}
 
 // add records e, found on line.
 func (d *decoder) add(line int, e *ConfigError) {
@@ -463,8 +510,6 @@ func (d *decoder) unknown(section, key string) string {
 func notBuilt(section, key string) (string, bool) {
 	var what string
 	switch joinKey(section, key) {
-	case "dns":
-		what = "DNS switching"
 	case "verify":
 		what = "smoke tests and shadow traffic"
 	case "sessions":
@@ -505,6 +550,54 @@ func (d *decoder) dsn(dst *string) func(*yaml.Node, string) {
 		if s, ok := d.scalar(n, path, "a connection string, like postgres://user:password@host:5432/shop", dsnValue); ok {
 			*dst = s
 		}
+	}
+}
+
+// hidden decodes a secret written in the file itself: errors never show it.
+func (d *decoder) hidden(dst *string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		if s, ok := d.scalar(n, path, "a string", hiddenValue); ok {
+			*dst = s
+		}
+	}
+}
+
+// targets decodes dns.targets, a mapping of blue and green to a value each. The entries that
+// are valid are kept, so that one bad entry is reported once, not again as "required".
+func (d *decoder) targets(dst *map[Color]string) func(*yaml.Node, string) {
+	return func(n *yaml.Node, path string) {
+		n = resolve(n)
+		if isNull(n) {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			d.errorAt(n, path, scalarText(n), "want a mapping like { blue: 127.0.0.2, green: 127.0.0.3 }, got "+kindName(n))
+			return
+		}
+		out := make(map[Color]string, 2)
+		first := make(map[string]int)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kn, vn := resolve(n.Content[i]), n.Content[i+1]
+			key, ok := d.key(kn, path, first)
+			if !ok {
+				continue
+			}
+			p := joinKey(path, key)
+			d.keys[p] = keyInfo{line: kn.Line}
+			c := Color(key)
+			if !c.Valid() {
+				msg := "unknown colour; want blue and green"
+				if s := suggest(key, []string{"blue", "green"}); s != "" {
+					msg = fmt.Sprintf("unknown colour; did you mean %s?", s)
+				}
+				d.keyError(kn, p, msg)
+				continue
+			}
+			if s, ok := d.scalar(vn, p, "an address or a host name", plainValue); ok {
+				out[c] = s
+			}
+		}
+		*dst = out
 	}
 }
 
