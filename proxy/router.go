@@ -65,6 +65,7 @@ type Router struct {
 	seq   atomic.Uint64                 // request sequence for weighted splits
 
 	counters  [2][3]counters // by listener, then colour index (none included)
+	endpoints *endpoints     // the colour endpoints' own counters (endpoint.go)
 	metrics   *metrics
 	recorders sync.Pool
 	buffers   bufferPool
@@ -76,7 +77,7 @@ var _ teal.Router = (*Router)(nil)
 // NewRouter returns a Router with nothing live and no backends: every request is answered
 // 503 until Route and SetBackends say otherwise.
 func NewRouter() *Router {
-	r := &Router{Transport: NewTransport(), MaxHold: DefaultMaxHold}
+	r := &Router{Transport: NewTransport(), MaxHold: DefaultMaxHold, endpoints: newEndpoints()}
 	r.table.Store(newTable(teal.Routes{}, [2]*pool{}))
 	r.metrics = newMetrics(&r.counters)
 	r.recorders.New = func() any { return new(recorder) }
@@ -113,9 +114,10 @@ func (r *Router) Stats(c teal.Color) Stats {
 
 // Collectors returns the router's Prometheus metrics, for the caller to register:
 // teal_requests_total{listener,color,code}, teal_request_duration_seconds{listener,color},
-// teal_open_connections{listener,color} and teal_upstream_errors_total{color}.
+// teal_open_connections{listener,color}, teal_upstream_errors_total{color} and
+// teal_endpoint_requests_total{color}.
 func (r *Router) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.metrics, r.metrics.duration}
+	return []prometheus.Collector{r.metrics, r.metrics.duration, r.endpoints}
 }
 
 // SetBackends replaces the backends ("host:port") of c. An empty list takes c out: its

@@ -11,6 +11,10 @@ case "${1:-test}" in
     # PostgreSQL server binaries for throwaway clusters (initdb, pg_ctl) and its clients.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
     need pg_dump postgresql-client
+    # BIND 9 for the rfc2136 provider's tests, dig and nsupdate for the DNS tests.
+    need named bind9
+    need dig bind9-dnsutils
+    need nsupdate bind9-dnsutils
     ;;
   bench)
     need wrk wrk
