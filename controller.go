@@ -23,6 +23,7 @@ type Deps struct {
 	Health    Health
 	Artifacts Artifacts
 	Database  Database
+	DNS       DNS // nil when dns: is not configured
 }
 
 // holder is a router that can hold new requests while writes move between databases.
@@ -136,6 +137,10 @@ func (c *Controller) Open(ctx context.Context) error {
 	}
 	if err := c.d.Router.Route(ctx, c.routes()); err != nil {
 		return fmt.Errorf("restore routes: %w", err)
+	}
+	if err := c.syncDNS(ctx); err != nil {
+		c.log().Error("dns at start", "err", err)
+		c.event(ctx, cur, EventError, ActorSystem, err.Error(), nil)
 	}
 	c.metrics.setTraffic(sys.Traffic)
 	c.scheduleRetire()
@@ -540,6 +545,28 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 	}
 	err := c.switchWrites(ctx, col, force, route)
 	if err == nil {
+		if derr := c.switchDNS(ctx, rel, routes.Traffic); derr != nil {
+			// The record could not follow: put the router back, so that both point at the
+			// old colour, and say which provider call failed.
+			back := Routes{Traffic: All(old), Preview: col}
+			if rerr := c.switchWrites(ctx, old, force, func(ctx context.Context) error {
+				if err := c.d.Router.Route(ctx, back); err != nil {
+					return err
+				}
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				now := time.Now().UTC()
+				c.sys.Live, c.sys.Traffic = old, back.Traffic
+				c.setState(c.sys.Env(old), EnvLive, now)
+				c.setState(c.sys.Env(col), EnvReady, now)
+				c.sys.Env(old).DBRetireAt = nil
+				return c.saveSystemLocked(ctx)
+			}); rerr != nil {
+				derr = fmt.Errorf("%w; moving traffic back to %s failed too: %v", derr, old, rerr)
+			}
+			c.endStep(ctx, rel, step, derr)
+			return derr
+		}
 		c.metrics.switched(routes.Traffic)
 		c.event(ctx, rel, EventTraffic, actor, fmt.Sprintf("%s: traffic moved to %s", why, col), map[string]any{"blue": routes.Traffic.Blue, "green": routes.Traffic.Green})
 	}
@@ -603,6 +630,11 @@ func (c *Controller) drive(ctx context.Context, rel *Release, run *releaseRun) {
 // phases runs the phases from rel.Phase on. A returned error means the new colour must be
 // torn down; finish does that.
 func (c *Controller) phases(ctx context.Context, rel *Release, run *releaseRun) error {
+	if rel.Phase != PhaseSwitching && rel.Phase != PhaseReleased {
+		if err := c.checkDNS(ctx, rel); err != nil {
+			return err
+		}
+	}
 	for {
 		switch rel.Phase {
 		case PhaseDatabase:
@@ -937,6 +969,18 @@ func (c *Controller) scheduleRetireLocked() {
 			return
 		}
 		defer c.wg.Done()
+		if quiet, last := c.endpointQuiet(col); !quiet {
+			// Clients that ignore TTLs still reach the old colour: it stays until its
+			// endpoint has been quiet for dns.quiet.
+			c.mu.Lock()
+			if !c.closed {
+				c.retire = time.AfterFunc(time.Until(last.Add(c.cfg.DNS.Quiet)), func() {
+					c.scheduleRetire()
+				})
+			}
+			c.mu.Unlock()
+			return
+		}
 		ctx := context.Background()
 		if err := c.stopColor(ctx, col); err != nil {
 			c.log().Error("retire standby colour", "color", col, "err", err)
@@ -1188,6 +1232,15 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	}
 	for _, e := range envs {
 		es := EnvStatus{Environment: e, Health: c.d.Health.State(e.Color)}
+		if ep, ok := c.d.Router.(interface {
+			EndpointStats(c Color) (int64, time.Time)
+		}); ok && c.d.DNS != nil {
+			n, last := ep.EndpointStats(e.Color)
+			es.EndpointRequests = n
+			if !last.IsZero() {
+				es.EndpointLast = &last
+			}
+		}
 		st.Environments = append(st.Environments, es)
 		cs := &ColorStatus{Color: e.Color, Version: e.Version, State: e.State}
 		switch {

@@ -1,5 +1,7 @@
 package teal
 
+import "time"
+
 // Status is what `teal status --json` and GET /api/v1/status answer.
 type Status struct {
 	App     string       `json:"app"`
@@ -22,6 +24,11 @@ type ColorStatus struct {
 type EnvStatus struct {
 	Environment
 	Health []InstanceHealth `json:"health,omitempty"`
+	// EndpointRequests counts requests that arrived at the colour's own endpoint (the
+	// address its DNS target names), and EndpointLast when the last one did: after a
+	// switch, the old colour's are clients that ignore TTLs. Only with dns: configured.
+	EndpointRequests int64      `json:"endpoint_requests,omitempty"`
+	EndpointLast     *time.Time `json:"endpoint_last,omitempty"`
 }
 
 // InstanceHealth is the latest health of one instance.

@@ -204,6 +204,9 @@ type System struct {
 	Live         Color                  `json:"live,omitempty"`
 	Traffic      Traffic                `json:"traffic"`
 	Environments map[Color]*Environment `json:"environments"`
+	// DNS is what teal last set in DNS (dns: configured), the compare-and-swap base of the
+	// next change.
+	DNS *DNSState `json:"dns,omitempty"`
 }
 
 // Env returns the environment of c, creating an empty one if needed.

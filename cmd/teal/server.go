@@ -73,8 +73,11 @@ type server struct {
 	monitor  *health.Monitor
 	router   *proxy.Router
 	db       *postgres.Database // nil with database.mode: none
-	https    []*http.Server
-	token    string
+	closeDNS func() error       // nil without dns:
+	// endpoints are the colours' own addresses (dns.targets), served by the router.
+	endpoints []endpoint
+	https     []*http.Server
+	token     string
 
 	// Addresses actually bound (ports may be 0 in the config).
 	ListenAddr, PreviewAddr, AdminAddr string
@@ -152,6 +155,26 @@ func (s *server) Start(ctx context.Context) (err error) {
 		}
 		deps.Database = s.db
 	}
+	if cfg.DNS.Provider != "" {
+		sys, err := s.store.System(ctx)
+		if err != nil {
+			return err
+		}
+		dns, closeDNS, err := openDNS(ctx, cfg, s.ListenAddr, sys.DNS, log.With("component", "dns"))
+		if err != nil {
+			return err
+		}
+		s.closeDNS = closeDNS
+		deps.DNS = dns
+		eps, err := listenEndpoints(cfg, s.ListenAddr)
+		if err != nil {
+			return err
+		}
+		for col, ln := range eps {
+			lns = append(lns, ln)
+			s.endpoints = append(s.endpoints, endpoint{ln: ln, h: s.router.ColorHandler(col)})
+		}
+	}
 	s.ctl = teal.NewController(cfg, deps)
 	s.ctl.Logger = log
 	s.ctl.StopInstances = s.StopInstances
@@ -171,6 +194,9 @@ func (s *server) Start(ctx context.Context) (err error) {
 	s.serve(lnLive, s.router.Handler(), log)
 	if lnPreview != nil {
 		s.serve(lnPreview, s.router.PreviewHandler(), log)
+	}
+	for _, ep := range s.endpoints {
+		s.serve(ep.ln, ep.h, log)
 	}
 	s.serve(lnAdmin, apiSrv.Handler(), log)
 	// Event streams and followed logs never end by themselves: end them at shutdown, or
@@ -234,10 +260,19 @@ func (s *server) closeParts(ctx context.Context) error {
 	if s.db != nil {
 		keep(s.db.Close())
 	}
+	if s.closeDNS != nil {
+		keep(s.closeDNS())
+	}
 	if s.store != nil {
 		keep(s.store.Close())
 	}
 	return first
+}
+
+// endpoint is a colour's own listener and the router's handler for it.
+type endpoint struct {
+	ln net.Listener
+	h  http.Handler
 }
 
 // ensureToken returns the admin token, creating the file (0600, random) when it does not exist.
