@@ -708,26 +708,15 @@ func (c *Controller) provision(ctx context.Context, rel *Release) error {
 			insts, err = c.d.Provider.Adopt(ctx, req, env.Instances)
 		}
 		if err == nil {
-			c.mu.Lock()
-			env.Instances = insts
-			err = c.saveSystemLocked(ctx)
-			c.mu.Unlock()
-			c.watch(col, insts)
+			err = c.recordInstances(ctx, env, insts)
 		}
 		c.endStep(ctx, rel, step, err)
 		if err != nil {
 			return fmt.Errorf("adopt %s: %w", col, err)
 		}
 	} else {
-		if len(env.Instances) > 0 {
-			// The idle colour still runs an older version (standby or a failed release):
-			// it is replaced, so rollback to it ends here.
-			step := c.beginStep(ctx, rel, "stop-"+string(col))
-			err := c.stopColor(ctx, col)
-			c.endStep(ctx, rel, step, err)
-			if err != nil {
-				return err
-			}
+		if err := c.stopIdle(ctx, rel, env); err != nil {
+			return err
 		}
 		step := c.beginStep(ctx, rel, "launch")
 		c.mu.Lock()
@@ -745,11 +734,7 @@ func (c *Controller) provision(ctx context.Context, rel *Release) error {
 			insts, err = c.d.Provider.Launch(ctx, req)
 		}
 		if err == nil {
-			c.mu.Lock()
-			env.Instances = insts
-			err = c.saveSystemLocked(ctx)
-			c.mu.Unlock()
-			c.watch(col, insts)
+			err = c.recordInstances(ctx, env, insts)
 		}
 		c.endStep(ctx, rel, step, err)
 		if err != nil {
@@ -772,6 +757,31 @@ func (c *Controller) provision(ctx context.Context, rel *Release) error {
 	c.setState(env, EnvReady, time.Now().UTC())
 	err = c.saveSystemLocked(ctx)
 	c.mu.Unlock()
+	return err
+}
+
+// recordInstances persists env's new instances and watches their health.
+func (c *Controller) recordInstances(ctx context.Context, env *Environment, insts []Instance) error {
+	c.mu.Lock()
+	env.Instances = insts
+	err := c.saveSystemLocked(ctx)
+	c.mu.Unlock()
+	c.watch(env.Color, insts)
+	return err
+}
+
+// stopIdle stops what the idle colour still runs (an older version on standby, or a failed
+// release) before it is replaced: rollback to it ends here.
+func (c *Controller) stopIdle(ctx context.Context, rel *Release, env *Environment) error {
+	c.mu.Lock()
+	n := len(env.Instances)
+	c.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	step := c.beginStep(ctx, rel, "stop-"+string(env.Color))
+	err := c.stopColor(ctx, env.Color)
+	c.endStep(ctx, rel, step, err)
 	return err
 }
 
@@ -854,6 +864,9 @@ func (c *Controller) doSwitch(ctx context.Context, rel *Release) error {
 	if err != nil {
 		return fmt.Errorf("%s is not healthy, traffic stays on %s: %w", rel.Color, orNothing(rel.From), err)
 	}
+	if err := c.waitDNSTTL(ctx, rel); err != nil {
+		return err
+	}
 	if err := c.switchTo(ctx, rel, rel.Color, ActorSystem, fmt.Sprintf("release #%d", rel.ID), false); err != nil {
 		return err
 	}
@@ -892,6 +905,9 @@ func (c *Controller) finish(rel *Release, o Outcome, why string) {
 		c.log().Error("record outcome", "release", rel.ID, "err", err)
 	}
 	c.metrics.outcome(o)
+	if err := c.setDNSTTL(ctx, rel, c.cfg.DNS.RestTTL); err != nil {
+		c.log().Error("restore the DNS TTL", "err", err)
+	}
 	msg := fmt.Sprintf("release #%d of %s %s", rel.ID, rel.Version, o)
 	if why != "" {
 		msg += ": " + why

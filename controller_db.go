@@ -40,13 +40,8 @@ func (c *Controller) prepareDatabase(ctx context.Context, rel *Release) error {
 	// The idle colour may still run an older version on an older copy: stop it, then retire
 	// that copy (its held-back migrations run on the live database now that nothing old is
 	// left to replicate back to).
-	if len(env.Instances) > 0 {
-		step := c.beginStep(ctx, rel, "stop-"+string(col))
-		err := c.stopColor(ctx, col)
-		c.endStep(ctx, rel, step, err)
-		if err != nil {
-			return err
-		}
+	if err := c.stopIdle(ctx, rel, env); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	old := env.Database

@@ -21,6 +21,63 @@ func (c *Controller) checkDNS(ctx context.Context, rel *Release) error {
 		err = fmt.Errorf("dns (%s): %w", c.cfg.DNS.Provider, err)
 	}
 	c.endStep(ctx, rel, step, err)
+	if err != nil {
+		return err
+	}
+	return c.setDNSTTL(ctx, rel, c.cfg.DNS.TTL)
+}
+
+// setDNSTTL re-publishes the record with ttl, for the TTL discipline around a release: with
+// dns.rest_ttl set, the record carries it between releases and dns.ttl during one, lowered
+// when a release starts (long before its switch, so that caches have let the long TTL expire by
+// then) and restored when it ends.
+func (c *Controller) setDNSTTL(ctx context.Context, rel *Release, ttl time.Duration) error {
+	setter, ok := c.d.DNS.(DNSTTLSetter)
+	if c.d.DNS == nil || c.cfg.DNS.RestTTL <= 0 || !ok {
+		return nil
+	}
+	c.mu.Lock()
+	live, t, prev := c.sys.Live, c.sys.Traffic, c.sys.DNS
+	c.mu.Unlock()
+	if live == "" || (prev != nil && prev.TTL == TTLSeconds(ttl)) {
+		return nil
+	}
+	step := c.beginStep(ctx, rel, "dns-ttl")
+	st, err := setter.SetTTL(ctx, t, ttl, prev)
+	if err != nil {
+		err = fmt.Errorf("dns (%s) ttl %s: %w", c.cfg.DNS.Provider, ttl, err)
+	} else {
+		c.mu.Lock()
+		c.sys.DNS = st
+		err = c.saveSystemLocked(ctx)
+		c.mu.Unlock()
+	}
+	c.endStep(ctx, rel, step, err)
+	return err
+}
+
+// waitDNSTTL waits, before a release's switch, until caches have had dns.rest_ttl to forget the
+// record's long TTL since it was lowered to dns.ttl: only then does the switch reach clients
+// within dns.ttl.
+func (c *Controller) waitDNSTTL(ctx context.Context, rel *Release) error {
+	c.mu.Lock()
+	st := c.sys.DNS
+	c.mu.Unlock()
+	if c.d.DNS == nil || c.cfg.DNS.RestTTL <= 0 || st == nil || st.TTL != TTLSeconds(c.cfg.DNS.TTL) {
+		return nil
+	}
+	wait := time.Until(st.Changed.Add(c.cfg.DNS.RestTTL))
+	if wait <= 0 {
+		return nil
+	}
+	step := c.beginStep(ctx, rel, "dns-ttl-wait")
+	var err error
+	select {
+	case <-time.After(wait):
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	c.endStep(ctx, rel, step, err)
 	return err
 }
 

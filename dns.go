@@ -50,9 +50,10 @@ type DNSConfig struct {
 	// colour is terminated (or keep_old expired): clients that ignore TTLs still reach it.
 	// = 1m.
 	Quiet time.Duration `yaml:"quiet"`
-	// RestTTL is the record's TTL between releases (an extension): when it is longer than
-	// TTL, the controller lowers the record to TTL before a switch, waits RestTTL for caches
-	// to expire, and restores RestTTL once the old colour is retired. 0 = TTL all the time.
+	// RestTTL is the record's TTL between releases (an extension): when set, a release
+	// lowers the record to TTL as it starts, its switch waits until RestTTL has passed since
+	// (so caches forgot the long TTL), and the release's end restores RestTTL. 0 = TTL all
+	// the time.
 	RestTTL time.Duration `yaml:"rest_ttl"`
 }
 

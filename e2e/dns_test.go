@@ -102,3 +102,44 @@ func lookup(t *testing.T, server string) (addr string, ttl uint32, serial uint32
 	}
 	return addr, ttl, serial
 }
+
+// TestDNS_TTLDiscipline: between releases the record carries rest_ttl; a release lowers it to
+// ttl as it starts, waits rest_ttl before its switch, and restores rest_ttl at its end.
+func TestDNS_TTLDiscipline(t *testing.T) {
+	dnsPort := freePorts(t, 1)[0]
+	h := newHarness(t, options{extra: fmt.Sprintf(`dns:
+  provider: builtin
+  zone: example.test.
+  record: shop.example.test.
+  ttl: 2s
+  rest_ttl: 3s
+  targets: { blue: 127.0.0.2, green: 127.0.0.3 }
+  builtin: { listen: 127.0.0.1:%d }
+`, dnsPort)})
+	server := "127.0.0.1:" + strconv.Itoa(dnsPort)
+	h.push("v1", h.artifact("v1", "v1", "", ""))
+	h.push("v2", h.artifact("v2", "v2", "", ""))
+	h.release("v1")
+	if a, ttl, _ := lookup(t, server); a != "127.0.0.2" || ttl != 3 {
+		t.Fatalf("between releases: A %s ttl %d, want 127.0.0.2 ttl 3 (rest_ttl)", a, ttl)
+	}
+	deploy(t, h, "v2")
+	h.waitRelease("v2 at the gate", atGate)
+	if a, ttl, _ := lookup(t, server); a != "127.0.0.2" || ttl != 2 {
+		t.Fatalf("during the release: A %s ttl %d, want 127.0.0.2 ttl 2 (ttl)", a, ttl)
+	}
+	promoteAndWait(t, h, teal.Green)
+	if a, ttl, _ := lookup(t, server); a != "127.0.0.3" || ttl != 3 {
+		t.Fatalf("after the release: A %s ttl %d, want 127.0.0.3 ttl 3 (rest_ttl again)", a, ttl)
+	}
+	rel := h.status().Release
+	var waited bool
+	for _, s := range rel.Steps {
+		if s.Name == "dns-ttl-wait" || s.Name == "dns-ttl" {
+			waited = true
+		}
+	}
+	if !waited {
+		t.Fatalf("release steps %v: want the TTL lowered and waited for", rel.Steps)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"teal.dev/teal"
 	"teal.dev/teal/dnsconfirm"
@@ -96,6 +97,17 @@ func (d *confirmingDNS) Set(ctx context.Context, t teal.Traffic, prev *teal.DNSS
 	}
 	return st, nil
 }
+
+// SetTTL re-publishes the record with another TTL, when the provider can.
+func (d *confirmingDNS) SetTTL(ctx context.Context, t teal.Traffic, ttl time.Duration, prev *teal.DNSState) (*teal.DNSState, error) {
+	s, ok := d.DNS.(teal.DNSTTLSetter)
+	if !ok {
+		return nil, fmt.Errorf("dns provider %s cannot change the TTL alone", d.cfg.DNS.Provider)
+	}
+	return s.SetTTL(ctx, t, ttl, prev)
+}
+
+var _ teal.DNSTTLSetter = (*confirmingDNS)(nil)
 
 func probe(ctx context.Context, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
