@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"teal.dev/teal"
+	"teal.dev/teal/internal/testutil"
 )
 
 // TestDNS_BuiltinFollowsReleases: with the built-in DNS server, the record answers blue's
@@ -141,5 +142,43 @@ func TestDNS_TTLDiscipline(t *testing.T) {
 	}
 	if !waited {
 		t.Fatalf("release steps %v: want the TTL lowered and waited for", rel.Steps)
+	}
+}
+
+// TestDNS_ChangedOutsideTeal: against a real BIND, a release switches the record by RFC 2136;
+// when someone changes the record by hand before the next switch, teal's compare-and-swap
+// refuses to overwrite it, the switch fails, and the router and the record both stay on the
+// old colour — the release fails with the provider's reason.
+func TestDNS_ChangedOutsideTeal(t *testing.T) {
+	n := testutil.StartNamed(t)
+	h := newHarness(t, options{extra: fmt.Sprintf(`dns:
+  provider: rfc2136
+  zone: example.test.
+  record: shop.example.test.
+  ttl: 5s
+  targets: { blue: 127.0.0.2, green: 127.0.0.3 }
+  rfc2136: { server: %s, tsig_name: %s, tsig_secret: %s, tsig_algorithm: %s }
+  confirm: true
+`, n.Addr, n.KeyName, n.Secret, n.Algorithm)})
+	h.push("v1", h.artifact("v1", "v1", "", ""))
+	h.push("v2", h.artifact("v2", "v2", "", ""))
+	h.release("v1")
+	if got, _ := n.Lookup(t, "shop.example.test."); len(got) != 1 || got[0] != "127.0.0.2" {
+		t.Fatalf("BIND answers %v after v1, want 127.0.0.2", got)
+	}
+	deploy(t, h, "v2")
+	h.waitRelease("v2 at the gate", atGate)
+
+	n.NSUpdate(t, "update delete shop.example.test. A\nupdate add shop.example.test. 60 A 127.0.0.9")
+	if _, err := h.client.Promote(context.Background()); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	rel := h.waitRelease("v2 ended", ended)
+	if *rel.Outcome != teal.OutcomeFailed || !strings.Contains(rel.Error, "record changed outside teal") {
+		t.Fatalf("v2 ended %s: %q, want failed with \"record changed outside teal\"", *rel.Outcome, rel.Error)
+	}
+	assertLive(t, h, teal.Blue, "v1")
+	if got, _ := n.Lookup(t, "shop.example.test."); len(got) != 1 || got[0] != "127.0.0.9" {
+		t.Fatalf("BIND answers %v, want the operator's 127.0.0.9 kept", got)
 	}
 }

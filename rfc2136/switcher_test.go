@@ -10,20 +10,21 @@ import (
 	"time"
 
 	"teal.dev/teal"
+	"teal.dev/teal/internal/testutil"
 )
 
 // testConfig is an rfc2136 dns section for n.
-func testConfig(n *named) teal.DNSConfig {
+func testConfig(n *testutil.Named) teal.DNSConfig {
 	cfg := teal.DefaultDNSConfig()
 	cfg.Provider = "rfc2136"
 	cfg.Zone = "example.test."
 	cfg.Record = "shop.example.test."
 	cfg.TTL = 30 * time.Second
 	cfg.Targets = map[teal.Color]string{teal.Blue: "127.0.0.2", teal.Green: "127.0.0.3"}
-	cfg.RFC2136.Server = n.addr
-	cfg.RFC2136.TSIGName = n.keyName
-	cfg.RFC2136.TSIGSecret = n.secret
-	cfg.RFC2136.TSIGAlgorithm = n.algorithm
+	cfg.RFC2136.Server = n.Addr
+	cfg.RFC2136.TSIGName = n.KeyName
+	cfg.RFC2136.TSIGSecret = n.Secret
+	cfg.RFC2136.TSIGAlgorithm = n.Algorithm
 	return cfg
 }
 
@@ -38,13 +39,13 @@ func newSwitcher(t *testing.T, cfg teal.DNSConfig) *Switcher {
 }
 
 func TestSwitcher_ReleaseAndRollbackOnBIND(t *testing.T) {
-	n := startNamed(t)
+	n := testutil.StartNamed(t)
 	s := newSwitcher(t, testConfig(n))
 	ctx := context.Background()
 	if err := s.Check(ctx); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	if got, ttl := n.lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.2"}) || ttl != 300 {
+	if got, ttl := n.Lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.2"}) || ttl != 300 {
 		t.Fatalf("before teal: %q TTL %d, want [127.0.0.2] TTL 300", got, ttl)
 	}
 
@@ -54,7 +55,7 @@ func TestSwitcher_ReleaseAndRollbackOnBIND(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Set blue (first): %v", err)
 	}
-	if got, ttl := n.lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.2"}) || ttl != 30 {
+	if got, ttl := n.Lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.2"}) || ttl != 30 {
 		t.Fatalf("after lowering the TTL: %q TTL %d, want [127.0.0.2] TTL 30", got, ttl)
 	}
 
@@ -62,7 +63,7 @@ func TestSwitcher_ReleaseAndRollbackOnBIND(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Set green: %v", err)
 	}
-	if got, ttl := n.lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.3"}) || ttl != 30 {
+	if got, ttl := n.Lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.3"}) || ttl != 30 {
 		t.Fatalf("after the release: %q TTL %d, want [127.0.0.3] TTL 30", got, ttl)
 	}
 	if !slices.Equal(green.Values, []string{"127.0.0.3"}) || green.TTL != 30 || green.Traffic != teal.All(teal.Green) {
@@ -73,7 +74,7 @@ func TestSwitcher_ReleaseAndRollbackOnBIND(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Set blue (rollback): %v", err)
 	}
-	if got, _ := n.lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.2"}) {
+	if got, _ := n.Lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.2"}) {
 		t.Fatalf("after the rollback: %q, want [127.0.0.2]", got)
 	}
 
@@ -81,13 +82,13 @@ func TestSwitcher_ReleaseAndRollbackOnBIND(t *testing.T) {
 	if _, err := s.SetTTL(ctx, teal.All(teal.Blue), 5*time.Minute, blue); err != nil {
 		t.Fatalf("SetTTL 5m: %v", err)
 	}
-	if _, ttl := n.lookup(t, "shop.example.test."); ttl != 300 {
+	if _, ttl := n.Lookup(t, "shop.example.test."); ttl != 300 {
 		t.Fatalf("TTL after SetTTL(5m) = %d, want 300", ttl)
 	}
 }
 
 func TestSwitcher_ConcurrentChangeIsAConflict(t *testing.T) {
-	n := startNamed(t)
+	n := testutil.StartNamed(t)
 	s := newSwitcher(t, testConfig(n))
 	ctx := context.Background()
 	green, err := s.Set(ctx, teal.All(teal.Green), nil)
@@ -96,7 +97,7 @@ func TestSwitcher_ConcurrentChangeIsAConflict(t *testing.T) {
 	}
 
 	// Someone changes the record by hand.
-	n.nsupdate(t, "update delete shop.example.test. A\nupdate add shop.example.test. 60 A 10.9.9.9")
+	n.NSUpdate(t, "update delete shop.example.test. A\nupdate add shop.example.test. 60 A 10.9.9.9")
 
 	_, err = s.Set(ctx, teal.All(teal.Blue), green)
 	if err == nil {
@@ -108,16 +109,16 @@ func TestSwitcher_ConcurrentChangeIsAConflict(t *testing.T) {
 	if !strings.Contains(err.Error(), "10.9.9.9") || !strings.Contains(err.Error(), "127.0.0.3") {
 		t.Fatalf("Set error = %v, want it to name what teal expected and what the record holds", err)
 	}
-	if got, _ := n.lookup(t, "shop.example.test."); !slices.Equal(got, []string{"10.9.9.9"}) {
+	if got, _ := n.Lookup(t, "shop.example.test."); !slices.Equal(got, []string{"10.9.9.9"}) {
 		t.Fatalf("after the refused Set: %q, want the manual change [10.9.9.9] kept", got)
 	}
 }
 
 func TestSwitcher_FirstSetRacingAManualChange(t *testing.T) {
-	n := startNamed(t)
+	n := testutil.StartNamed(t)
 	s := newSwitcher(t, testConfig(n))
 	// teal's persisted state says blue, but the record was changed since.
-	n.nsupdate(t, "update delete shop.example.test. A\nupdate add shop.example.test. 60 A 10.1.1.1")
+	n.NSUpdate(t, "update delete shop.example.test. A\nupdate add shop.example.test. 60 A 10.1.1.1")
 	prev := &teal.DNSState{Traffic: teal.All(teal.Blue), Values: []string{"127.0.0.2"}, TTL: 30}
 	_, err := s.Set(context.Background(), teal.All(teal.Green), prev)
 	if !errors.Is(err, teal.ErrConflict) {
@@ -126,7 +127,7 @@ func TestSwitcher_FirstSetRacingAManualChange(t *testing.T) {
 }
 
 func TestSwitcher_WrongSecretFailsCheckBeforeAnyChange(t *testing.T) {
-	n := startNamed(t)
+	n := testutil.StartNamed(t)
 	tests := []struct {
 		name   string
 		modify func(*teal.DNSConfig)
@@ -147,13 +148,13 @@ func TestSwitcher_WrongSecretFailsCheckBeforeAnyChange(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "TSIG key") || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Check = %v, want a TSIG error with %s", err, tt.want)
 			}
-			if strings.Contains(err.Error(), cfg.RFC2136.TSIGSecret) || strings.Contains(err.Error(), n.secret) {
+			if strings.Contains(err.Error(), cfg.RFC2136.TSIGSecret) || strings.Contains(err.Error(), n.Secret) {
 				t.Fatalf("Check error shows a secret: %v", err)
 			}
 			if _, err := s.Set(context.Background(), teal.All(teal.Green), nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Set with the bad key = %v, want the same TSIG error", err)
 			}
-			if got, _ := n.lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.2"}) {
+			if got, _ := n.Lookup(t, "shop.example.test."); !slices.Equal(got, []string{"127.0.0.2"}) {
 				t.Fatalf("record = %q after a refused key, want it unchanged [127.0.0.2]", got)
 			}
 		})
@@ -161,7 +162,7 @@ func TestSwitcher_WrongSecretFailsCheckBeforeAnyChange(t *testing.T) {
 }
 
 func TestSwitcher_CheckNamesWhatFailed(t *testing.T) {
-	n := startNamed(t)
+	n := testutil.StartNamed(t)
 	tests := []struct {
 		name   string
 		modify func(*teal.DNSConfig)
@@ -169,7 +170,7 @@ func TestSwitcher_CheckNamesWhatFailed(t *testing.T) {
 	}{
 		{"zone not served", func(c *teal.DNSConfig) { c.Zone = "other.test."; c.Record = "shop.other.test." }, "does not serve zone other.test."},
 		{"weighted", func(c *teal.DNSConfig) { c.Weighted = true }, "dns.weighted needs provider builtin or route53"},
-		{"server down", func(c *teal.DNSConfig) { c.RFC2136.Server = "127.0.0.1:" + freePort(t) }, "query SOA"},
+		{"server down", func(c *teal.DNSConfig) { c.RFC2136.Server = "127.0.0.1:" + testutil.FreeUDPTCPPort(t) }, "query SOA"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

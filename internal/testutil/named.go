@@ -1,4 +1,6 @@
-package rfc2136
+// BIND 9 for tests that need a real authoritative DNS server.
+
+package testutil
 
 import (
 	"bytes"
@@ -19,13 +21,13 @@ import (
 	"github.com/miekg/dns"
 )
 
-// named is a real BIND 9 primary for example.test., started for one test on a loopback port,
+// Named is a real BIND 9 primary for example.test., started for one test on a loopback port,
 // with a TSIG key allowed to update the zone.
-type named struct {
-	addr      string // 127.0.0.1:port, UDP and TCP
-	keyName   string // "teal."
-	secret    string // base64
-	algorithm string // hmac-sha256
+type Named struct {
+	Addr      string // 127.0.0.1:port, UDP and TCP
+	KeyName   string // "teal."
+	Secret    string // base64
+	Algorithm string // hmac-sha256
 }
 
 // lockedBuffer collects named's log, written by exec's copying goroutine and read on failure.
@@ -46,18 +48,18 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// zoneFile is the zone named starts with: shop is on blue (127.0.0.2) with a long TTL, as a
+// NamedZone is the zone named starts with: shop is on blue (127.0.0.2) with a long TTL, as a
 // record looks before teal takes charge of it.
-const zoneFile = `$TTL 300
+const NamedZone = `$TTL 300
 @       IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 604800 30
 @       IN NS  ns1.example.test.
 ns1     IN A   127.0.0.1
 shop    IN A   127.0.0.2
 `
 
-// startNamed starts named in the foreground with a temporary configuration and zone, and waits
+// StartNamed starts named in the foreground with a temporary configuration and zone, and waits
 // until it answers the zone's SOA.
-func startNamed(t *testing.T) *named {
+func StartNamed(t testing.TB) *Named {
 	t.Helper()
 	path, err := exec.LookPath("named")
 	if err != nil {
@@ -68,9 +70,9 @@ func startNamed(t *testing.T) *named {
 	if _, err := rand.Read(key); err != nil {
 		t.Fatalf("random key: %v", err)
 	}
-	n := &named{keyName: "teal.", secret: base64.StdEncoding.EncodeToString(key), algorithm: "hmac-sha256"}
-	port := freePort(t)
-	n.addr = net.JoinHostPort("127.0.0.1", port)
+	n := &Named{KeyName: "teal.", Secret: base64.StdEncoding.EncodeToString(key), Algorithm: "hmac-sha256"}
+	port := FreeUDPTCPPort(t)
+	n.Addr = net.JoinHostPort("127.0.0.1", port)
 
 	conf := fmt.Sprintf(`options {
 	directory %[1]q;
@@ -92,9 +94,9 @@ zone "example.test." {
 	file %[6]q;
 	allow-update { key "teal."; };
 };
-`, dir, filepath.Join(dir, "named.pid"), filepath.Join(dir, "session.key"), port, n.secret, filepath.Join(dir, "example.test.zone"))
+`, dir, filepath.Join(dir, "named.pid"), filepath.Join(dir, "session.key"), port, n.Secret, filepath.Join(dir, "example.test.zone"))
 	confPath := filepath.Join(dir, "named.conf")
-	for name, data := range map[string]string{confPath: conf, filepath.Join(dir, "example.test.zone"): zoneFile} {
+	for name, data := range map[string]string{confPath: conf, filepath.Join(dir, "example.test.zone"): NamedZone} {
 		if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
 			t.Fatalf("write %s: %v", name, err)
 		}
@@ -126,7 +128,7 @@ zone "example.test." {
 	for {
 		q := new(dns.Msg)
 		q.SetQuestion("example.test.", dns.TypeSOA)
-		in, _, err := (&dns.Client{Timeout: 200 * time.Millisecond}).Exchange(q, n.addr)
+		in, _, err := (&dns.Client{Timeout: 200 * time.Millisecond}).Exchange(q, n.Addr)
 		if err == nil && in.Rcode == dns.RcodeSuccess && len(in.Answer) == 1 {
 			return n
 		}
@@ -136,13 +138,14 @@ zone "example.test." {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("named did not answer SOA example.test. on %s within 20s (last error %v)\n%s", n.addr, err, log.String())
+			t.Fatalf("named did not answer SOA example.test. on %s within 20s (last error %v)\n%s", n.Addr, err, log.String())
 		}
 	}
 }
 
-// freePort returns a port that is free on 127.0.0.1 for both UDP and TCP, for named to bind.
-func freePort(t *testing.T) string {
+// FreeUDPTCPPort returns a port that is free on 127.0.0.1 for both UDP and TCP (for a DNS
+// server to bind).
+func FreeUDPTCPPort(t testing.TB) string {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -162,12 +165,12 @@ func freePort(t *testing.T) string {
 	return ""
 }
 
-// lookup asks named for the record's A RRset and returns its values and TTL.
-func (n *named) lookup(t *testing.T, name string) (values []string, ttl uint32) {
+// Lookup asks named for the record's A RRset and returns its values and TTL.
+func (n *Named) Lookup(t testing.TB, name string) (values []string, ttl uint32) {
 	t.Helper()
 	q := new(dns.Msg)
 	q.SetQuestion(name, dns.TypeA)
-	in, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(q, n.addr)
+	in, _, err := (&dns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(q, n.Addr)
 	if err != nil {
 		t.Fatalf("query %s A: %v", name, err)
 	}
@@ -180,18 +183,18 @@ func (n *named) lookup(t *testing.T, name string) (values []string, ttl uint32) 
 	return values, ttl
 }
 
-// nsupdate changes the record the way an operator would, with Debian's nsupdate.
-func (n *named) nsupdate(t *testing.T, script string) {
+// NSUpdate changes the zone the way an operator would, with Debian's nsupdate.
+func (n *Named) NSUpdate(t testing.TB, script string) {
 	t.Helper()
 	path, err := exec.LookPath("nsupdate")
 	if err != nil {
 		t.Fatalf("nsupdate is not installed (Debian bind9-dnsutils; scripts/deps.sh test installs it): %v", err)
 	}
-	host, port, _ := net.SplitHostPort(n.addr)
+	host, port, _ := net.SplitHostPort(n.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// -v: TCP, as teal does; -y algorithm:name:secret.
-	cmd := exec.CommandContext(ctx, path, "-v", "-y", n.algorithm+":"+strings.TrimSuffix(n.keyName, ".")+":"+n.secret)
+	cmd := exec.CommandContext(ctx, path, "-v", "-y", n.Algorithm+":"+strings.TrimSuffix(n.KeyName, ".")+":"+n.Secret)
 	cmd.Stdin = strings.NewReader(fmt.Sprintf("server %s %s\nzone example.test.\n%s\nsend\n", host, port, script))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("nsupdate: %v\n%s", err, out)
