@@ -33,6 +33,7 @@ bench:
 	@scripts/deps.sh bench
 	$(GO) test -run=NONE -bench=. -benchmem ./proxy/
 	bench/router.sh
+	bench/db.sh
 
 clean:
 	rm -rf bin
