@@ -522,13 +522,19 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 	step := c.beginStep(ctx, rel, "switch")
 	routes := Routes{Traffic: All(col), Preview: old}
 	// route moves traffic and records it; with a database it runs inside the freeze window.
+	// The switch is recorded before the router moves: a server killed in between comes
+	// back on the new colour, which has every write (the old one is frozen by then). The
+	// other order would let the new colour acknowledge writes that a restart, believing the
+	// old colour live, would leave behind — e2e/database_test.go caught exactly that.
 	route := func(ctx context.Context) error {
-		if err := c.d.Router.Route(ctx, routes); err != nil {
-			return fmt.Errorf("route traffic to %s: %w", col, err)
-		}
 		now := time.Now().UTC()
 		c.mu.Lock()
-		defer c.mu.Unlock()
+		before := *c.sys
+		before.Environments = map[Color]*Environment{}
+		for k, e := range c.sys.Environments {
+			cp := *e
+			before.Environments[k] = &cp
+		}
 		c.sys.Live = col
 		c.sys.Traffic = routes.Traffic
 		c.setState(c.sys.Env(col), EnvLive, now)
@@ -541,7 +547,22 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 			at := now.Add(c.cfg.Database.KeepOldDatabase)
 			oenv.DBRetireAt = &at
 		}
-		return c.saveSystemLocked(ctx)
+		if err := c.saveSystemLocked(ctx); err != nil {
+			*c.sys = before
+			c.mu.Unlock()
+			return err
+		}
+		c.mu.Unlock()
+		if err := c.d.Router.Route(ctx, routes); err != nil {
+			c.mu.Lock()
+			*c.sys = before
+			if serr := c.saveSystemLocked(ctx); serr != nil {
+				err = fmt.Errorf("%w; restoring the recorded state: %v", err, serr)
+			}
+			c.mu.Unlock()
+			return fmt.Errorf("route traffic to %s: %w", col, err)
+		}
+		return nil
 	}
 	err := c.switchWrites(ctx, col, force, route)
 	if err == nil {

@@ -398,7 +398,7 @@ func (d *demo) summary(ctx context.Context, switchTime time.Duration) error {
 		if err != nil {
 			return err
 		}
-		lost = load.Missing(acked, present)
+		lost = d.writes.Missing(present)
 		failed += len(wfailed)
 		failures = append(failures, wfailed...)
 		fmt.Fprintf(tw, "  database writes acknowledged\t%d\t(orders inserted, then updated)\n", len(acked))

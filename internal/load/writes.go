@@ -23,12 +23,15 @@ type Writes struct {
 	mu     sync.Mutex
 	acked  map[int64]string
 	failed []string
+	// maybe holds, per order, a note whose update got no answer at all (the server died
+	// meanwhile): it may or may not have been applied, and either is correct.
+	maybe map[int64]string
 }
 
 // StartWrites starts n writers.
 func StartWrites(base string, n int) *Writes {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &Writes{cancel: cancel, acked: map[int64]string{}}
+	w := &Writes{cancel: cancel, acked: map[int64]string{}, maybe: map[int64]string{}}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}
 	for i := range n {
 		w.wg.Add(1)
@@ -57,6 +60,11 @@ func (w *Writes) one(client *http.Client, base, note string) {
 	w.ack(o.ID, note)
 	note += "-upd"
 	code, body, err = do(client, http.MethodPut, fmt.Sprintf("%s/orders/%d", base, o.ID), note)
+	if err != nil && code == 0 {
+		w.mu.Lock()
+		w.maybe[o.ID] = note
+		w.mu.Unlock()
+	}
 	if err != nil || code != http.StatusOK {
 		w.fail(fmt.Sprintf("PUT /orders/%d: %d %s %v", o.ID, code, body, err))
 		return
@@ -132,13 +140,19 @@ func (w *Writes) Stop() (acked map[int64]string, failed []string) {
 }
 
 // Missing compares acknowledged writes with what a database holds (id → note) and returns
-// the ids whose last acknowledged note is absent or different.
-func Missing(acked, present map[int64]string) []int64 {
+// the ids whose last acknowledged note is absent or different — unless the database holds
+// a later update that got no answer (sent, then the server died): applied or not, either is
+// correct, only acknowledged writes are promised.
+func (w *Writes) Missing(present map[int64]string) []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var out []int64
-	for id, note := range acked {
-		if got, ok := present[id]; !ok || got != note {
-			out = append(out, id)
+	for id, note := range w.acked {
+		got, ok := present[id]
+		if ok && (got == note || got == w.maybe[id]) {
+			continue
 		}
+		out = append(out, id)
 	}
 	return out
 }
