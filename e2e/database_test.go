@@ -23,9 +23,11 @@ func TestDatabase_ZeroLostWrites(t *testing.T) {
 	cases := []struct {
 		name    string
 		servers int
+		mode    string
 	}{
-		{"production and preproduction on one server", 1},
-		{"production and preproduction on two servers", 2},
+		{"production and preproduction on one server", 1, "clone"},
+		{"production and preproduction on two servers", 2, "clone"},
+		{"one database shared by both colours", 1, "shared"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -36,12 +38,12 @@ func TestDatabase_ZeroLostWrites(t *testing.T) {
 			}
 			prod.Psql(t, "postgres", "CREATE DATABASE shop")
 			db := fmt.Sprintf(`database:
-  mode: clone
+  mode: %s
   production: %s
   preproduction: %s
   verify: rowcounts
   freeze_timeout: 10s
-`, prod.DSN("shop"), pre.DSN("postgres"))
+`, tc.mode, prod.DSN("shop"), pre.DSN("postgres"))
 			h := newHarness(t, options{extra: db})
 			for _, v := range []string{"v1", "v2"} {
 				dir := h.artifact(v, v, "", "")

@@ -24,6 +24,9 @@ func (d *Database) Teardown(ctx context.Context, env *teal.DBEnv) error {
 	if env == nil {
 		return nil
 	}
+	if d.shared() {
+		return d.teardownShared(ctx, env)
+	}
 	if env.Production {
 		return teal.Errorf(teal.ErrRefused, "the production database is never dropped; retire the colour instead",
 			"teardown %s: it is the production database", env.Name)
@@ -57,6 +60,9 @@ func (d *Database) Retire(ctx context.Context, live, old *teal.DBEnv) error {
 	}
 	if lc == oc {
 		return fmt.Errorf("retire: %s and %s are both %s's", live.Name, old.Name, lc)
+	}
+	if sameDatabase(live, old) {
+		return d.retireShared(ctx, live, old)
 	}
 	liveSrv, err := d.serverOf(live.Server)
 	if err != nil {

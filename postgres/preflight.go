@@ -52,7 +52,9 @@ func (d *Database) checkPreflight(ctx context.Context, t teal.DBTarget, progress
 // preflight returns the blocking problems and the warnings. err is for a check that could not
 // run at all (a server that cannot be reached).
 func (d *Database) preflight(ctx context.Context, t teal.DBTarget) (problems, warnings []string, err error) {
-	if t.Live == nil {
+	// The first release, and every release in mode shared, only migrates the production
+	// database: nothing replicates.
+	if t.Live == nil || d.shared() {
 		db, err := d.Admin(ctx, d.prod.addr, d.prodDB)
 		if err != nil {
 			return nil, nil, err

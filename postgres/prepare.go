@@ -42,6 +42,9 @@ func (d *Database) Prepare(ctx context.Context, t teal.DBTarget, progress teal.D
 	if t.Live == nil {
 		return d.prepareInPlace(ctx, t, progress)
 	}
+	if d.shared() {
+		return d.prepareShared(ctx, t, progress)
+	}
 	return d.prepareClone(ctx, t, progress)
 }
 

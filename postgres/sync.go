@@ -37,8 +37,8 @@ func (d *Database) Ready(ctx context.Context, env *teal.DBEnv) (teal.DBLag, erro
 	if env == nil {
 		return lag, errors.New("database ready: no database")
 	}
-	if env.Production {
-		return lag, nil
+	if env.Production || d.shared() {
+		return lag, nil // nothing replicates into it
 	}
 	c, err := d.colorOf(env)
 	if err != nil {
