@@ -1038,11 +1038,9 @@ func (c *Config) validateDatabase(v *validator) {
 	db := &c.Database
 	mode := db.Mode
 	switch mode {
-	case "none", "clone", "shared":
-	case "snapshot":
-		v.add("database.mode", mode, "not supported yet; works now: clone, shared or none")
+	case "none", "clone", "shared", "snapshot":
 	default:
-		v.add("database.mode", mode, "want clone, shared or none (snapshot is not supported yet)")
+		v.add("database.mode", mode, "want clone, snapshot, shared or none")
 	}
 	if db.Engine != "postgres" {
 		v.add("database.engine", db.Engine, "want postgres (the only engine for now)")

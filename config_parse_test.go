@@ -255,7 +255,7 @@ func TestParseConfig_BadValues(t *testing.T) {
 		{"keep_old soon", "release: {keep_old: soon}", "release.keep_old", `teal.yaml: release.keep_old: "soon": not a duration (like 30s, 10m)`},
 		{"keep_old negative", "release: {keep_old: -1m}", "release.keep_old", "0 or more"},
 		{"database not a mapping", "database: clone", "database", `"clone": want a mapping of keys (mode, engine, production`},
-		{"database mode unknown", "database: {mode: copy}", "database.mode", `"copy": want clone, shared or none`},
+		{"database mode unknown", "database: {mode: copy}", "database.mode", `"copy": want clone, snapshot, shared or none`},
 		{"database engine mysql", "database: {engine: mysql}", "database.engine", `"mysql": want postgres`},
 		{"database production required", "database: {mode: clone}", "database.production", "required with mode clone"},
 		{"database production bad port", "database: {production: 'postgres://shop@db:99999/shop'}", "database.production", "not a PostgreSQL connection string (invalid port)"},
@@ -481,7 +481,6 @@ func TestParseConfig_NotSupportedYet(t *testing.T) {
 		key  string
 		want string
 	}{
-		{"database mode snapshot", "database: {mode: snapshot, production: 'postgres://db/shop'}", "database.mode", "not supported yet; works now: clone, shared or none"},
 		{"verify", "verify: {command: [./smoke.sh]}", "verify", "not supported yet"},
 		{"sessions", "sessions: {redis: x}", "sessions", "not supported yet"},
 		{"kubernetes", "kubernetes: {namespace: default}", "kubernetes", "not supported yet"},

@@ -564,13 +564,13 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 		}
 		return nil
 	}
-	err := c.switchWrites(ctx, col, force, route)
+	err := c.switchWrites(ctx, rel, col, force, route)
 	if err == nil {
 		if derr := c.switchDNS(ctx, rel, routes.Traffic); derr != nil {
 			// The record could not follow: put the router back, so that both point at the
 			// old colour, and say which provider call failed.
 			back := Routes{Traffic: All(old), Preview: col}
-			if rerr := c.switchWrites(ctx, old, force, func(ctx context.Context) error {
+			if rerr := c.switchWrites(ctx, rel, old, force, func(ctx context.Context) error {
 				if err := c.d.Router.Route(ctx, back); err != nil {
 					return err
 				}

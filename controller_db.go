@@ -166,7 +166,7 @@ func (c *Controller) databaseBroken(ctx context.Context, rel *Release) error {
 // switchWrites moves traffic to col inside a database switchover: the router holds new
 // requests, in-flight ones finish, writes move, traffic moves, held requests go on to col.
 // With no database (or on the first release) it just routes.
-func (c *Controller) switchWrites(ctx context.Context, col Color, force bool, route func(context.Context) error) error {
+func (c *Controller) switchWrites(ctx context.Context, rel *Release, col Color, force bool, route func(context.Context) error) error {
 	old := col.Other()
 	c.mu.Lock()
 	from, to := c.sys.Env(old).Database, c.sys.Env(col).Database
@@ -178,8 +178,26 @@ func (c *Controller) switchWrites(ctx context.Context, col Color, force bool, ro
 	if !ok {
 		return fmt.Errorf("the router cannot hold requests, which a database switchover needs")
 	}
-	release := h.Hold()
-	defer release()
+	if c.cfg.Database.Mode == "snapshot" && !force {
+		// Snapshot mode copies the data at the switch: users see a maintenance page
+		// meanwhile, and the downtime is measured.
+		m, ok := c.d.Router.(interface{ Maintenance(on bool) })
+		if !ok {
+			return fmt.Errorf("the router has no maintenance mode, which database.mode snapshot needs")
+		}
+		m.Maintenance(true)
+		start := time.Now()
+		defer func() {
+			m.Maintenance(false)
+			down := time.Since(start)
+			c.metrics.downtime(down)
+			c.event(ctx, rel, EventTraffic, ActorSystem, fmt.Sprintf("maintenance page shown for %s (database.mode snapshot)", down.Round(time.Millisecond)),
+				map[string]any{"downtime_seconds": down.Seconds()})
+		}()
+	} else {
+		release := h.Hold()
+		defer release()
+	}
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.Database.FreezeTimeout)
 	err := h.DrainRequests(dctx, old)
 	cancel()
@@ -198,7 +216,7 @@ func (c *Controller) switchWrites(ctx context.Context, col Color, force bool, ro
 		for _, s := range rep.Steps {
 			attrs[s.Name+"_seconds"] = s.Duration.Seconds()
 		}
-		c.event(ctx, nil, EventStep, ActorSystem, fmt.Sprintf("database switchover %s → %s: writes frozen for %s", old, col, rep.Freeze.Round(time.Microsecond)), attrs)
+		c.event(ctx, rel, EventStep, ActorSystem, fmt.Sprintf("database switchover %s → %s: writes frozen for %s", old, col, rep.Freeze.Round(time.Microsecond)), attrs)
 	}
 	return err
 }

@@ -15,6 +15,7 @@ type Metrics struct {
 	outcomes *prometheus.CounterVec
 	phases   *prometheus.HistogramVec
 	freezes  prometheus.Histogram
+	downs    prometheus.Histogram
 
 	mu      sync.Mutex
 	entered map[int64]time.Time // release id → when its current phase began
@@ -42,16 +43,23 @@ func NewMetrics() *Metrics {
 			Help:    "How long writes were frozen by each database switchover.",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 		}),
+		downs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "teal_db_downtime_seconds",
+			Help:    "How long the maintenance page was shown by each switchover in database.mode snapshot.",
+			Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
 		entered: make(map[int64]time.Time),
 	}
 }
 
 // Collectors returns the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.traffic, m.switches, m.outcomes, m.phases, m.freezes}
+	return []prometheus.Collector{m.traffic, m.switches, m.outcomes, m.phases, m.freezes, m.downs}
 }
 
 func (m *Metrics) freeze(d time.Duration) { m.freezes.Observe(d.Seconds()) }
+
+func (m *Metrics) downtime(d time.Duration) { m.downs.Observe(d.Seconds()) }
 
 func (m *Metrics) setTraffic(t Traffic) {
 	m.traffic.WithLabelValues(string(Blue)).Set(float64(t.Blue))

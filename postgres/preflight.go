@@ -52,6 +52,9 @@ func (d *Database) checkPreflight(ctx context.Context, t teal.DBTarget, progress
 // preflight returns the blocking problems and the warnings. err is for a check that could not
 // run at all (a server that cannot be reached).
 func (d *Database) preflight(ctx context.Context, t teal.DBTarget) (problems, warnings []string, err error) {
+	if d.cfg.Mode == ModeSnapshot && t.Live != nil {
+		return d.snapshotPreflight(ctx, t)
+	}
 	// The first release, and every release in mode shared, only migrates the production
 	// database: nothing replicates.
 	if t.Live == nil || d.shared() {

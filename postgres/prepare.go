@@ -33,6 +33,9 @@ import (
 // being filled; migrations and verification are idempotent), and otherwise drops whatever the
 // crashed attempt left (subscription, slot, publication, database) and starts over.
 func (d *Database) Prepare(ctx context.Context, t teal.DBTarget, progress teal.DBProgress) (*teal.DBEnv, error) {
+	if d.cfg.Mode == ModeSnapshot {
+		return d.snapshotPrepare(ctx, t, progress)
+	}
 	if progress == nil {
 		progress = func(string, map[string]any) {}
 	}

@@ -23,6 +23,9 @@ import (
 // client that does not go through teal's router, which holds every request until the switch
 // is recorded) is not carried to live.
 func (d *Database) Reconcile(ctx context.Context, live, idle *teal.DBEnv) error {
+	if d.cfg.Mode == ModeSnapshot {
+		return d.reconcileSnapshot(ctx, live, idle)
+	}
 	s := &switchover{d: d, from: live, to: idle}
 	var err error
 	if s.fc, err = d.colorOf(live); err != nil {
@@ -67,4 +70,36 @@ func (d *Database) Reconcile(ctx context.Context, live, idle *teal.DBEnv) error 
 	}
 	d.log().Info("databases reconciled with the recorded traffic", "live", s.fc, "live_db", live.Name, "idle_db", idle.Name)
 	return nil
+}
+
+// reconcileSnapshot is Reconcile in mode snapshot, where nothing replicates: live's role is
+// opened again and idle's closed, if idle's database still exists (a switchover cut off after
+// dropping it leaves none; the next Prepare or Switchover makes it again).
+func (d *Database) reconcileSnapshot(ctx context.Context, live, idle *teal.DBEnv) error {
+	liveDB, err := d.Admin(ctx, live.Server, live.Name)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	if err := d.openRole(ctx, liveDB, live.Role); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	admin, err := d.Admin(ctx, idle.Server, "postgres")
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", idle.Name).Scan(&exists); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	if !exists {
+		return nil
+	}
+	idleDB, err := d.Admin(ctx, idle.Server, idle.Name)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	if err := d.freezeRole(ctx, idleDB, idle.Role); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	return d.closeRole(ctx, idleDB, idle.Role)
 }

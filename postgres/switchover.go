@@ -111,6 +111,9 @@ func (s *switchover) step(name string, fn func() error) error {
 // then the forward one. PostgreSQL 15 has no origin filter, so the two directions are never
 // enabled at once.
 func (d *Database) Switchover(ctx context.Context, from, to *teal.DBEnv, route func(context.Context) error) (*teal.SwitchReport, error) {
+	if d.cfg.Mode == ModeSnapshot {
+		return d.snapshotSwitchover(ctx, from, to, route)
+	}
 	return d.switchover(ctx, &switchover{d: d, from: from, to: to}, route)
 }
 
@@ -708,6 +711,9 @@ func reversePublication(ctx context.Context, pub string, fromDB, toDB *pgxpool.P
 // from live arrives on old within 5 s (plus wal_retrieve_retry_interval while its worker is
 // starting). Otherwise it says what a rollback would lose.
 func (d *Database) CanSwitchBack(ctx context.Context, live, old *teal.DBEnv) error {
+	if d.cfg.Mode == ModeSnapshot {
+		return d.snapshotCanSwitchBack(ctx, live, old)
+	}
 	lc, err := d.colorOf(live)
 	if err != nil {
 		return fmt.Errorf("check rollback: %w", err)

@@ -33,6 +33,9 @@ const readyFenceTimeout = 5 * time.Second
 // production database is always ready, with zero lag. Ready is cheap when the copy is in
 // sync: a few catalog queries and one fence round trip, a few milliseconds.
 func (d *Database) Ready(ctx context.Context, env *teal.DBEnv) (teal.DBLag, error) {
+	if d.cfg.Mode == ModeSnapshot {
+		return d.snapshotReady(ctx, env)
+	}
 	lag := teal.DBLag{Checked: time.Now()}
 	if env == nil {
 		return lag, errors.New("database ready: no database")

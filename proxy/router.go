@@ -63,6 +63,8 @@ type Router struct {
 	table atomic.Pointer[table]
 	held  atomic.Pointer[chan struct{}] // non-nil while Hold is in force
 	seq   atomic.Uint64                 // request sequence for weighted splits
+	// maintenance is on while every production request is answered 503 (maintenance.go).
+	maintenance atomic.Bool
 
 	counters  [2][3]counters // by listener, then colour index (none included)
 	endpoints *endpoints     // the colour endpoints' own counters (endpoint.go)
@@ -349,6 +351,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	r := h.r
 	if h.listener == live {
+		if r.maintenance.Load() {
+			r.serveMaintenance(w, req, start)
+			return
+		}
 		r.wait(req)
 	}
 	c, p := r.acquire(h.listener)
