@@ -75,11 +75,20 @@ func TestRelease_ZeroFailedRequests(t *testing.T) {
 
 	// Promote, and note when the release is seen released: every request started after that
 	// must be answered by v2.
-	promoting := time.Now()
 	if _, err := h.client.Promote(ctx); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
-	h.waitRelease("v2 released", outcomeIs(teal.OutcomeReleased))
+	released := h.waitRelease("v2 released", outcomeIs(teal.OutcomeReleased))
+	// The router's table was swapped within the "switch" step.
+	var swapFrom, swapTo time.Time
+	for _, st := range released.Steps {
+		if st.Name == "switch" && st.Finished != nil {
+			swapFrom, swapTo = st.Started, *st.Finished
+		}
+	}
+	if swapTo.IsZero() {
+		t.Fatalf("the release records no finished switch step: %+v", released.Steps)
+	}
 	switched := time.Now()
 	waitMore(t, l, 200)
 	if got := echo("still there?"); !strings.HasPrefix(got, "v1") {
@@ -156,7 +165,7 @@ func TestRelease_ZeroFailedRequests(t *testing.T) {
 	for _, x := range hits {
 		if strings.HasPrefix(x.Path, "/slow") {
 			slow++
-			if x.Start.Before(promoting) && x.End.After(switched) {
+			if x.Start.Before(swapFrom) && x.End.After(swapTo) {
 				spanning++
 				if x.Version != "v1" {
 					t.Errorf("a 1 s request started on blue before the switch was answered by %s", x.Version)
