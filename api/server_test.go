@@ -19,6 +19,8 @@ import (
 
 	"teal.dev/teal"
 	"teal.dev/teal/artifact"
+
+	"teal.dev/teal/internal/testutil"
 )
 
 const testToken = "s3cret-token"
@@ -182,13 +184,7 @@ func (e *testEnv) do(t *testing.T, method, path, token string, body io.Reader) (
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, "the condition", cond)
 }
 
 func TestServer_Auth(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"teal.dev/teal"
 	"teal.dev/teal/api"
 	"teal.dev/teal/internal/load"
+	"teal.dev/teal/internal/testutil"
 )
 
 // tealBin is the teal binary built once for the whole package.
@@ -343,13 +344,7 @@ func versionAt(t *testing.T, addr string) string {
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		<-time.After(20 * time.Millisecond) // the polling interval
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // startLoad starts the read load the e2e tests use: plain GETs, two 1 s clients and POSTs.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"teal.dev/teal"
+
+	"teal.dev/teal/internal/testutil"
 )
 
 func TestMonitor_HealthyAfterPassesUnhealthyAfterFailures(t *testing.T) {
@@ -392,11 +394,5 @@ func closedAddr(t *testing.T) string {
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, "the condition", cond)
 }

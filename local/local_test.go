@@ -21,6 +21,8 @@ import (
 
 	"teal.dev/teal"
 	"teal.dev/teal/sampleapp"
+
+	"teal.dev/teal/internal/testutil"
 )
 
 // TestMain makes this test binary double as the app under test: started with
@@ -765,11 +767,5 @@ func freeAddr(t *testing.T) string {
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, "the condition", cond)
 }

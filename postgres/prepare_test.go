@@ -168,13 +168,7 @@ func scanInt(t *testing.T, db *pgxpool.Pool, sql string, args ...any) int64 {
 // waitFor polls cond until it holds, failing the test after timeout.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for wait := time.Millisecond; !cond(); wait = min(2*wait, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(wait) // the poll interval, not a wait for the condition
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // slotCount is the number of replication slots of app on c: teal's, and the temporary ones of

@@ -174,15 +174,7 @@ func queryInt(t *testing.T, db *pgxpool.Pool, sql string, args ...any) int64 {
 // pollUntil polls cond until it holds, failing the test after timeout.
 func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v", what, timeout)
-		}
-		time.Sleep(wait) // a poll interval, not a wait for the condition
-		wait = min(2*wait, 50*time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 func pgCode(err error) string {
@@ -482,9 +474,6 @@ func TestSwitchover_ZeroLostWrites(t *testing.T) {
 
 // TestSwitchover_FreezeWindow measures the freeze window over 20 switchovers under load.
 func TestSwitchover_FreezeWindow(t *testing.T) {
-	if testing.Short() {
-		t.Skip("20 switchovers")
-	}
 	c := fastCluster(t)
 	p := newPair(t, c, c, "shop", nil)
 	freezes := runSwitches(t, p, 20)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"teal.dev/teal/internal/testutil"
 )
 
 // TestMain lets a test re-execute this binary as the sample app (TestRun_Crash).
@@ -281,11 +283,5 @@ func freeAddr(t *testing.T) string {
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, "the condition", cond)
 }

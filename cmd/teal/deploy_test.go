@@ -8,18 +8,14 @@ import (
 	"time"
 
 	"teal.dev/teal"
+
+	"teal.dev/teal/internal/testutil"
 )
 
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, "the condition", cond)
 }
 
 // playToGate moves a release through launch and health to the gate, one event per change.
