@@ -19,6 +19,7 @@ const (
 	stepPrepare   = "prepare"         // before the window: checks, catch-up, reverse objects made
 	stepFreeze    = "freeze"          // from's role: NOLOGIN, DML revoked, backends terminated
 	stepFence     = "fence"           // a fence row from → to: every write of from is on to
+	stepVerify    = "verify"          // database.verify checksums: the last key range of each table
 	stepSequences = "sequences"       // every sequence's position from → to
 	stepDisable   = "disable forward" // the subscription from → to stops
 	stepReverse   = "reverse sync"    // the reverse slot moved past to's rows, subscription to → from on
@@ -77,6 +78,7 @@ type switchover struct {
 	force      bool            // ForceSwitchover: no fence, no reverse, no replication needed
 	fwdRunning bool            // the subscription from → to exists and is enabled
 	seqs       []sequenceState // from's sequences, all present on to
+	hot        []verifyTable   // tables whose last range the window verifies
 
 	report teal.SwitchReport
 
@@ -244,6 +246,11 @@ func (s *switchover) prepare(ctx context.Context) error {
 	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
+	if d.cfg.Verify == VerifyChecksums {
+		if s.hot, err = hotTables(ctx, s.fromDB); err != nil {
+			return err
+		}
+	}
 	s.reverse = d.cfg.ReverseSync
 	if !s.reverse {
 		return nil
@@ -298,6 +305,12 @@ func (s *switchover) window(ctx context.Context, route func(context.Context) err
 			}
 			_, err := fenceNote(ctx, s.fromDB, s.toDB, switchNote(s.fc, s.tc))
 			return err
+		}},
+		{stepVerify, func() error {
+			if !s.replicated || s.force || len(s.hot) == 0 {
+				return nil
+			}
+			return verifyHot(ctx, s.fromDB, s.toDB, s.hot)
 		}},
 		{stepSequences, func() error {
 			if !s.replicated {

@@ -745,3 +745,32 @@ func TestDatabase_CanSwitchBack(t *testing.T) {
 		}
 	})
 }
+
+// TestSwitchover_VerifiesLastRange: with database.verify checksums the freeze window compares
+// the last key range of each table; a copy whose newest rows differ is not switched to.
+func TestSwitchover_VerifiesLastRange(t *testing.T) {
+	c := fastCluster(t)
+	ctx := context.Background()
+	checksums := func(cfg *teal.DatabaseConfig) { cfg.Verify = VerifyChecksums }
+
+	t.Run("in sync", func(t *testing.T) {
+		p := newPair(t, c, c, "hotok", checksums)
+		rep, err := p.d.Switchover(ctx, p.blue, p.green, func(context.Context) error { return nil })
+		if err != nil {
+			t.Fatalf("switchover: %v", err)
+		}
+		if !slices.ContainsFunc(rep.Steps, func(s teal.TimedStep) bool { return s.Name == stepVerify }) {
+			t.Fatalf("steps %v: want %q", rep.Steps, stepVerify)
+		}
+	})
+	t.Run("newest rows differ", func(t *testing.T) {
+		p := newPair(t, c, c, "hotbad", checksums)
+		// A row changed on the copy behind replication's back (as its admin).
+		mustExec(t, p.greenDB, "UPDATE items SET v = v + 1000 WHERE id = (SELECT max(id) FROM items)")
+		_, err := p.d.Switchover(ctx, p.blue, p.green, func(context.Context) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), "verify last ranges") {
+			t.Fatalf("switchover onto a differing copy: %v, want refused by the last-range check", err)
+		}
+		assertUndone(t, p)
+	})
+}
