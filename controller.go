@@ -59,6 +59,7 @@ type Controller struct {
 	closed bool
 
 	stopHousekeeping context.CancelFunc // ends the database housekeeping goroutine
+	lag              map[Color]DBLag    // latest replication lag measured per colour
 
 	wg sync.WaitGroup
 }
@@ -1245,7 +1246,11 @@ func (c *Controller) Subscribe() (<-chan *Event, func()) {
 // Status reports both colours, the traffic split and the current (or latest) release.
 func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	c.mu.Lock()
-	st := &Status{App: c.cfg.App, Traffic: c.sys.Traffic}
+	st := &Status{App: c.cfg.App, Traffic: c.sys.Traffic, LastDBSwitch: c.sys.LastDBSwitch}
+	lags := make(map[Color]DBLag, len(c.lag))
+	for k, v := range c.lag {
+		lags[k] = v
+	}
 	if c.cur != nil {
 		st.Release = cloneRelease(c.cur)
 	}
@@ -1269,6 +1274,9 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	}
 	for _, e := range envs {
 		es := EnvStatus{Environment: e, Health: c.d.Health.State(e.Color)}
+		if lag, ok := lags[e.Color]; ok && e.Database != nil && !e.Database.Production && live != e.Color {
+			es.DBLag = &lag
+		}
 		if ep, ok := c.d.Router.(interface {
 			EndpointStats(c Color) (int64, time.Time)
 		}); ok && c.d.DNS != nil {

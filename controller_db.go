@@ -130,6 +130,7 @@ func (c *Controller) waitDatabaseReady(ctx context.Context, rel *Release, deadli
 	for {
 		var lag DBLag
 		lag, err = c.d.Database.Ready(ctx2, db)
+		c.noteLag(rel.Color, lag, err)
 		if err == nil {
 			c.event(ctx, rel, EventStep, ActorSystem, fmt.Sprintf("db-ready: lag %d bytes, fence %s", lag.Bytes, lag.Fence.Round(time.Microsecond)),
 				map[string]any{"lag_bytes": lag.Bytes, "fence_seconds": lag.Fence.Seconds()})
@@ -156,7 +157,8 @@ func (c *Controller) databaseBroken(ctx context.Context, rel *Release) error {
 	if c.d.Database == nil || db == nil {
 		return nil
 	}
-	_, err := c.d.Database.Ready(ctx, db)
+	lag, err := c.d.Database.Ready(ctx, db)
+	c.noteLag(rel.Color, lag, err)
 	if err == nil || errors.Is(err, ErrRefused) || ctx.Err() != nil {
 		return nil
 	}
@@ -211,6 +213,12 @@ func (c *Controller) switchWrites(ctx context.Context, rel *Release, col Color, 
 	}
 	rep, err := switchover(ctx, from, to, route)
 	if rep != nil {
+		c.mu.Lock()
+		c.sys.LastDBSwitch = rep
+		if serr := c.saveSystemLocked(ctx); serr != nil {
+			c.log().Error("record the switchover's timing", "err", serr)
+		}
+		c.mu.Unlock()
 		c.metrics.freeze(rep.Freeze)
 		attrs := map[string]any{"freeze_seconds": rep.Freeze.Seconds()}
 		for _, s := range rep.Steps {
@@ -267,4 +275,17 @@ func (c *Controller) reconcileDatabases(ctx context.Context, cur *Release) error
 		return nil
 	}
 	return c.d.Database.Reconcile(ctx, live, idle)
+}
+
+// noteLag keeps the latest lag measured for col, for status.
+func (c *Controller) noteLag(col Color, lag DBLag, err error) {
+	if err != nil && !errors.Is(err, ErrRefused) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lag == nil {
+		c.lag = map[Color]DBLag{}
+	}
+	c.lag[col] = lag
 }

@@ -11,6 +11,9 @@ type Status struct {
 	Release *Release     `json:"release"` // the release in progress, else the latest one; nil if none
 	// Environments has both colours in full: instances and their health.
 	Environments []EnvStatus `json:"environments"`
+	// LastDBSwitch is the latest database switchover, every step timed; Freeze is how long
+	// writes were frozen.
+	LastDBSwitch *SwitchReport `json:"last_db_switch,omitempty"`
 }
 
 // ColorStatus is the summary of one colour.
@@ -29,6 +32,8 @@ type EnvStatus struct {
 	// switch, the old colour's are clients that ignore TTLs. Only with dns: configured.
 	EndpointRequests int64      `json:"endpoint_requests,omitempty"`
 	EndpointLast     *time.Time `json:"endpoint_last,omitempty"`
+	// DBLag is the colour's copy's replication lag as last measured (database: configured).
+	DBLag *DBLag `json:"db_lag,omitempty"`
 }
 
 // InstanceHealth is the latest health of one instance.

@@ -207,6 +207,8 @@ type System struct {
 	// DNS is what teal last set in DNS (dns: configured), the compare-and-swap base of the
 	// next change.
 	DNS *DNSState `json:"dns,omitempty"`
+	// LastDBSwitch is the timing of the latest database switchover (the freeze window).
+	LastDBSwitch *SwitchReport `json:"last_db_switch,omitempty"`
 }
 
 // Env returns the environment of c, creating an empty one if needed.

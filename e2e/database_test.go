@@ -62,7 +62,19 @@ func TestDatabase_ZeroLostWrites(t *testing.T) {
 				t.Fatalf("v2 ended %s: %s", *rel.Outcome, rel.Error)
 			}
 			waitWrites(t, w)
+			if tc.mode == "clone" {
+				for _, e := range h.status().Environments {
+					if e.Color == teal.Green && e.DBLag == nil {
+						t.Errorf("green's replication lag is not in status at the gate")
+					}
+				}
+			}
 			promoteAndWait(t, h, teal.Green)
+			if st := h.status(); st.LastDBSwitch == nil || st.LastDBSwitch.Freeze <= 0 {
+				t.Errorf("status after the switch has no freeze window: %+v", st.LastDBSwitch)
+			} else {
+				t.Logf("freeze window %s", st.LastDBSwitch.Freeze)
+			}
 			waitWrites(t, w)
 
 			if _, err := h.client.Rollback(context.Background(), false); err != nil {
