@@ -146,6 +146,9 @@ func (c *Controller) Open(ctx context.Context) error {
 	c.metrics.setTraffic(sys.Traffic)
 	c.scheduleRetire()
 	if c.d.Database != nil {
+		if cur == nil {
+			c.reportLeftovers(ctx) // a release in progress has its own objects in flight
+		}
 		hctx, cancel := context.WithCancel(context.Background())
 		c.stopHousekeeping = cancel
 		c.wg.Add(1)

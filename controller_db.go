@@ -289,3 +289,32 @@ func (c *Controller) noteLag(col Color, lag DBLag, err error) {
 	}
 	c.lag[col] = lag
 }
+
+// reportLeftovers says, at start, what replication objects of the app no recorded database
+// refers to (a crashed attempt, a manual experiment): an inactive slot retains WAL without
+// limit, so each is an event with the SQL that removes it.
+func (c *Controller) reportLeftovers(ctx context.Context) {
+	lf, ok := c.d.Database.(interface {
+		Leftovers(ctx context.Context, known []*DBEnv) ([]string, error)
+	})
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	var known []*DBEnv
+	for _, col := range Colors {
+		if db := c.sys.Env(col).Database; db != nil {
+			known = append(known, db)
+		}
+	}
+	c.mu.Unlock()
+	found, err := lf.Leftovers(ctx, known)
+	if err != nil {
+		c.log().Warn("look for leftover replication objects", "err", err)
+		return
+	}
+	for _, f := range found {
+		c.log().Warn("leftover replication object", "what", f)
+		c.event(ctx, nil, EventError, ActorSystem, "leftover: "+f, nil)
+	}
+}
