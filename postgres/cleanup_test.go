@@ -29,7 +29,7 @@ func TestDatabase_Retire(t *testing.T) {
 		if n := slotCount(t, c, a); n != 0 {
 			t.Fatalf("slots left: %d", n)
 		}
-		if got := scanInt(t, a.pool(t, blue), "SELECT count(*) FROM pg_publication"); got != 0 {
+		if got := queryInt(t, a.pool(t, blue), "SELECT count(*) FROM pg_publication"); got != 0 {
 			t.Fatalf("publications left on the live database: %d", got)
 		}
 	})
@@ -41,7 +41,7 @@ func TestDatabase_Retire(t *testing.T) {
 		green := a.prepare(t, teal.Green, "v2", blue)
 		// The blue instances had a session open; retiring ends it.
 		bluePool := a.rolePool(t, blue)
-		if got := scanInt(t, bluePool, "SELECT count(*) FROM items"); got != 10 {
+		if got := queryInt(t, bluePool, "SELECT count(*) FROM items"); got != 10 {
 			t.Fatalf("rows read as blue = %d, want 10", got)
 		}
 		for range 2 { // idempotent
@@ -53,13 +53,13 @@ func TestDatabase_Retire(t *testing.T) {
 			t.Fatalf("HeldBack after Retire = %v, want none", green.HeldBack)
 		}
 		cp := a.pool(t, green)
-		if got := scanInt(t, cp, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'note'"); got != 0 {
+		if got := queryInt(t, cp, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'note'"); got != 0 {
 			t.Fatal("held-back migration 3 (drop column note) did not run on the live copy")
 		}
-		if got := scanInt(t, cp, "SELECT count(*) FROM teal_migrations WHERE version = 3"); got != 1 {
+		if got := queryInt(t, cp, "SELECT count(*) FROM teal_migrations WHERE version = 3"); got != 1 {
 			t.Fatalf("migration 3 in history = %d, want 1", got)
 		}
-		if got := scanInt(t, a.pool(t, blue), "SELECT count(*) FROM items"); got != 10 {
+		if got := queryInt(t, a.pool(t, blue), "SELECT count(*) FROM items"); got != 10 {
 			t.Fatalf("rows kept in the production database = %d, want 10", got)
 		}
 		if _, err := bluePool.Exec(ctx, "SELECT count(*) FROM items"); err == nil {

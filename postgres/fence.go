@@ -52,6 +52,10 @@ func fenceNote(ctx context.Context, sender, receiver *pgxpool.Pool, note string)
 	for {
 		var there bool
 		err := receiver.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM public.`+FenceTable+` WHERE id = $1)`, id).Scan(&there)
+		if err != nil && ctx.Err() != nil {
+			// The deadline fell during a poll rather than between two: the same outcome.
+			return 0, fmt.Errorf("fence: row %d not replicated after %v: %w", id, time.Since(start).Round(time.Millisecond), ctx.Err())
+		}
 		if err != nil {
 			return 0, fmt.Errorf("fence: wait for row %d: %w", id, err)
 		}

@@ -120,7 +120,7 @@ func (a *app) target(c teal.Color, v string, live *teal.DBEnv) teal.DBTarget {
 func (a *app) first(t *testing.T, rows int) *teal.DBEnv {
 	t.Helper()
 	env := a.prepare(t, teal.Blue, "v1", nil)
-	execSQL(t, a.pool(t, env), fmt.Sprintf("INSERT INTO items (v, note) SELECT i, 'seed' FROM generate_series(1, %d) i", rows))
+	mustExec(t, a.pool(t, env), fmt.Sprintf("INSERT INTO items (v, note) SELECT i, 'seed' FROM generate_series(1, %d) i", rows))
 	return env
 }
 
@@ -147,28 +147,6 @@ func (a *app) rolePool(t *testing.T, env *teal.DBEnv) *pgxpool.Pool {
 	}
 	t.Cleanup(p.Close)
 	return p
-}
-
-func execSQL(t *testing.T, db *pgxpool.Pool, sql string, args ...any) {
-	t.Helper()
-	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
-func scanInt(t *testing.T, db *pgxpool.Pool, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	if err := db.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
-}
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // slotCount is the number of replication slots of app on c: teal's, and the temporary ones of
@@ -263,10 +241,10 @@ func TestDatabase_PrepareInPlace(t *testing.T) {
 		t.Fatalf("env = %+v, want %+v", *env, want)
 	}
 	db := a.pool(t, env)
-	if got := scanInt(t, db, "SELECT count(*) FROM teal_migrations WHERE version = 1 AND actor = 'tester' AND release_id = 7"); got != 1 {
+	if got := queryInt(t, db, "SELECT count(*) FROM teal_migrations WHERE version = 1 AND actor = 'tester' AND release_id = 7"); got != 1 {
 		t.Fatalf("migration 1 in history = %d, want 1", got)
 	}
-	if got := scanInt(t, db, "SELECT count(*) FROM "+FenceTable); got != 0 {
+	if got := queryInt(t, db, "SELECT count(*) FROM "+FenceTable); got != 0 {
 		t.Fatalf("fence rows = %d, want 0 (table exists, empty)", got)
 	}
 
@@ -275,7 +253,7 @@ func TestDatabase_PrepareInPlace(t *testing.T) {
 	if _, err := app.Exec(ctx, "INSERT INTO items (v) VALUES (1)"); err != nil {
 		t.Fatalf("insert as %s: %v", env.Role, err)
 	}
-	if got := scanInt(t, app, "SELECT count(*) FROM items"); got != 1 {
+	if got := queryInt(t, app, "SELECT count(*) FROM items"); got != 1 {
 		t.Fatalf("rows read as %s = %d, want 1", env.Role, got)
 	}
 	ie, err := a.d.InstanceEnv(ctx, env)
@@ -334,7 +312,7 @@ func TestDatabase_Clone(t *testing.T) {
 
 			// Writes keep coming during the clone, the migrations and the verification.
 			load := startChurn(t, liveDB)
-			waitFor(t, 10*time.Second, "writes before the clone", func() bool { return load.writes.Load() > 50 })
+			pollUntil(t, 10*time.Second, "writes before the clone", func() bool { return load.writes.Load() > 50 })
 			green := a.prepare(t, teal.Green, "v2", blue)
 			if green.Name != fmt.Sprintf("clone%d_green_v2", i) || green.Production || green.Role != a.name+"_green" || green.Server != a.d.preprod.addr {
 				t.Fatalf("green env = %+v, want a copy with role %s_green on %s", green, a.name, a.d.preprod.addr)
@@ -344,12 +322,12 @@ func TestDatabase_Clone(t *testing.T) {
 			}
 			copyDB := a.pool(t, green)
 			// The safe migration ran on the copy, the contract one did not.
-			if got := scanInt(t, copyDB, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name IN ('extra', 'note')"); got != 2 {
+			if got := queryInt(t, copyDB, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name IN ('extra', 'note')"); got != 2 {
 				t.Fatalf("columns extra and note on the copy = %d, want 2", got)
 			}
 
 			at := load.writes.Load()
-			waitFor(t, 10*time.Second, "writes after the clone", func() bool { return load.writes.Load() > at+50 })
+			pollUntil(t, 10*time.Second, "writes after the clone", func() bool { return load.writes.Load() > at+50 })
 			if _, err := a.d.Ready(ctx, green); err != nil {
 				t.Fatalf("Ready: %v", err)
 			}
@@ -363,7 +341,7 @@ func TestDatabase_Clone(t *testing.T) {
 
 			// The copy's role is closed: it reads, it cannot write.
 			app := a.rolePool(t, green)
-			if got := scanInt(t, app, "SELECT count(*) FROM items WHERE id = 1"); got != 1 {
+			if got := queryInt(t, app, "SELECT count(*) FROM items WHERE id = 1"); got != 1 {
 				t.Fatalf("row 1 read as %s = %d, want 1", green.Role, got)
 			}
 			if _, err := app.Exec(ctx, "INSERT INTO items (v) VALUES (1)"); err == nil {
@@ -391,7 +369,7 @@ func TestDatabase_Clone(t *testing.T) {
 			if got := preprod.Psql(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+green.Name+"'"); got != "0" {
 				t.Fatalf("database %s left after teardown", green.Name)
 			}
-			if got := scanInt(t, liveDB, "SELECT count(*) FROM pg_publication"); got != 0 {
+			if got := queryInt(t, liveDB, "SELECT count(*) FROM pg_publication"); got != 0 {
 				t.Fatalf("publications left on the live database: %d", got)
 			}
 		})
@@ -410,8 +388,8 @@ func TestDatabase_PrepareRestartsAfterCrash(t *testing.T) {
 	c.Psql(t, "postgres", "CREATE DATABASE "+name)
 	c.Psql(t, name, "CREATE TABLE items (id bigint PRIMARY KEY)")
 	sub := a.d.SubName(teal.Blue, teal.Green)
-	execSQL(t, a.pool(t, blue), "CREATE PUBLICATION "+a.d.PubName(teal.Blue)+" FOR TABLE items")
-	execSQL(t, a.pool(t, blue), "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", sub)
+	mustExec(t, a.pool(t, blue), "CREATE PUBLICATION "+a.d.PubName(teal.Blue)+" FOR TABLE items")
+	mustExec(t, a.pool(t, blue), "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", sub)
 	conn, err := a.d.ConnString(blue.Server, blue.Name, "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +399,7 @@ func TestDatabase_PrepareRestartsAfterCrash(t *testing.T) {
 
 	green := a.prepare(t, teal.Green, "v2", blue)
 	copyDB := a.pool(t, green)
-	if got := scanInt(t, copyDB, "SELECT count(*) FROM items"); got != 100 {
+	if got := queryInt(t, copyDB, "SELECT count(*) FROM items"); got != 100 {
 		t.Fatalf("rows on the restarted copy = %d, want 100", got)
 	}
 	if n := slotCount(t, c, a); n != 1 {
@@ -429,21 +407,21 @@ func TestDatabase_PrepareRestartsAfterCrash(t *testing.T) {
 	}
 
 	// Sequences: the copy's move up to the live side's, never back.
-	if got := scanInt(t, copyDB, "SELECT last_value FROM items_id_seq"); got != 100 {
+	if got := queryInt(t, copyDB, "SELECT last_value FROM items_id_seq"); got != 100 {
 		t.Fatalf("copy's items_id_seq = %d, want 100 (the live side's)", got)
 	}
-	execSQL(t, copyDB, "SELECT setval('items_id_seq', 500)")
+	mustExec(t, copyDB, "SELECT setval('items_id_seq', 500)")
 	if err := advanceSequences(ctx, a.pool(t, blue), copyDB); err != nil {
 		t.Fatal(err)
 	}
-	if got := scanInt(t, copyDB, "SELECT last_value FROM items_id_seq"); got != 500 {
+	if got := queryInt(t, copyDB, "SELECT last_value FROM items_id_seq"); got != 500 {
 		t.Fatalf("copy's items_id_seq = %d, want 500 (not moved back)", got)
 	}
-	execSQL(t, a.pool(t, blue), "SELECT setval('items_id_seq', 1000)")
+	mustExec(t, a.pool(t, blue), "SELECT setval('items_id_seq', 1000)")
 	if err := advanceSequences(ctx, a.pool(t, blue), copyDB); err != nil {
 		t.Fatal(err)
 	}
-	if got := scanInt(t, copyDB, "SELECT last_value FROM items_id_seq"); got != 1000 {
+	if got := queryInt(t, copyDB, "SELECT last_value FROM items_id_seq"); got != 1000 {
 		t.Fatalf("copy's items_id_seq = %d, want 1000", got)
 	}
 	if err := a.d.Teardown(ctx, green); err != nil {

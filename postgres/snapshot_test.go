@@ -51,20 +51,20 @@ func TestSnapshot_PrepareSwitchRollback(t *testing.T) {
 		t.Fatalf("green env = %+v, want snap_green_v2, role snap_green, not production, nothing held back", *green)
 	}
 	gdb := a.pool(t, green)
-	if got := scanInt(t, gdb, "SELECT count(*) FROM items"); got != 50 {
+	if got := queryInt(t, gdb, "SELECT count(*) FROM items"); got != 50 {
 		t.Fatalf("rows in the preview copy = %d, want 50", got)
 	}
 	// Every migration ran, the contract step (drop column note) included.
-	if got := scanInt(t, gdb, "SELECT count(*) FROM teal_migrations WHERE version IN (1, 2, 3)"); got != 3 {
+	if got := queryInt(t, gdb, "SELECT count(*) FROM teal_migrations WHERE version IN (1, 2, 3)"); got != 3 {
 		t.Fatalf("migrations recorded on the copy = %d, want 3", got)
 	}
-	if got := scanInt(t, gdb, `SELECT count(*) FROM information_schema.columns
+	if got := queryInt(t, gdb, `SELECT count(*) FROM information_schema.columns
 		WHERE table_name = 'items' AND column_name IN ('extra', 'note')`); got != 1 {
 		t.Fatalf("columns extra/note on the copy = %d, want 1 (extra added, note dropped)", got)
 	}
 	// The preview copy is closed: readable, not writable.
 	greenApp := a.rolePool(t, green)
-	if got := scanInt(t, greenApp, "SELECT count(*) FROM items"); got != 50 {
+	if got := queryInt(t, greenApp, "SELECT count(*) FROM items"); got != 50 {
 		t.Fatalf("rows read as %s = %d, want 50", green.Role, got)
 	}
 	if err := canWrite(greenApp); pgCode(err) != "42501" {
@@ -76,8 +76,8 @@ func TestSnapshot_PrepareSwitchRollback(t *testing.T) {
 
 	// The live side keeps changing after the preview was made.
 	blueApp := a.rolePool(t, blue)
-	execSQL(t, blueApp, "INSERT INTO items (v, note) SELECT i, 'after' FROM generate_series(1, 10) i")
-	if got := scanInt(t, gdb, "SELECT count(*) FROM items"); got != 50 {
+	mustExec(t, blueApp, "INSERT INTO items (v, note) SELECT i, 'after' FROM generate_series(1, 10) i")
+	if got := queryInt(t, gdb, "SELECT count(*) FROM items"); got != 50 {
 		t.Fatalf("rows on the preview after live writes = %d, want 50 (nothing replicates)", got)
 	}
 
@@ -98,7 +98,7 @@ func TestSnapshot_PrepareSwitchRollback(t *testing.T) {
 			t.Fatalf("insert as %s after the undo = %v, want permission denied", green.Role, err)
 		}
 	})
-	liveRows := scanInt(t, a.pool(t, blue), "SELECT count(*) FROM items")
+	liveRows := queryInt(t, a.pool(t, blue), "SELECT count(*) FROM items")
 
 	routed := false
 	rep, err := a.d.Switchover(ctx, blue, green, func(context.Context) error { routed = true; return nil })
@@ -116,13 +116,13 @@ func TestSnapshot_PrepareSwitchRollback(t *testing.T) {
 		t.Fatalf("Freeze = %v, want the measured downtime", rep.Freeze)
 	}
 	gdb = a.pool(t, green)
-	if got := scanInt(t, gdb, "SELECT count(*) FROM items"); got != liveRows {
+	if got := queryInt(t, gdb, "SELECT count(*) FROM items"); got != liveRows {
 		t.Fatalf("rows on green after the switch = %d, want %d (every write made on blue)", got, liveRows)
 	}
-	if got := scanInt(t, gdb, "SELECT count(*) FROM items WHERE v BETWEEN 1 AND 10 AND id > 50"); got != 10 {
+	if got := queryInt(t, gdb, "SELECT count(*) FROM items WHERE v BETWEEN 1 AND 10 AND id > 50"); got != 10 {
 		t.Fatalf("writes made after the preview, on green = %d, want 10", got)
 	}
-	if got := scanInt(t, gdb, "SELECT count(*) FROM teal_migrations WHERE actor = 'tester' AND release_id = 7"); got < 2 {
+	if got := queryInt(t, gdb, "SELECT count(*) FROM teal_migrations WHERE actor = 'tester' AND release_id = 7"); got < 2 {
 		t.Fatalf("migrations at the switch recorded for the release = %d, want ≥ 2", got)
 	}
 	greenApp = a.rolePool(t, green)
@@ -132,7 +132,7 @@ func TestSnapshot_PrepareSwitchRollback(t *testing.T) {
 	if err := canWrite(a.rolePool(t, blue)); err == nil {
 		t.Fatalf("insert as %s after the switch succeeded, want it refused", blue.Role)
 	}
-	if got := scanInt(t, a.pool(t, blue), "SELECT count(*) FROM items"); got != liveRows {
+	if got := queryInt(t, a.pool(t, blue), "SELECT count(*) FROM items"); got != liveRows {
 		t.Fatalf("rows on blue after the switch = %d, want %d (frozen)", got, liveRows)
 	}
 

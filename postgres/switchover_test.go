@@ -633,7 +633,7 @@ func TestSwitchover_ReverseColumnLists(t *testing.T) {
 	for _, s := range rep.Steps {
 		names = append(names, s.Name)
 	}
-	want := []string{stepPrepare, stepFreeze, stepFence, stepSequences, stepDisable, stepReverse, stepOpen, stepRoute, stepDrop}
+	want := []string{stepPrepare, stepFreeze, stepFence, stepVerify, stepSequences, stepDisable, stepReverse, stepOpen, stepRoute, stepDrop}
 	if !slices.Equal(names, want) {
 		t.Errorf("steps = %v, want %v", names, want)
 	}

@@ -37,11 +37,11 @@ func TestDatabase_Ready(t *testing.T) {
 		go a.d.Watch(wctx, green, 50*time.Millisecond, func(err error) { watched <- err })
 
 		// A row written on the copy (as admin: the role cannot) whose key the live side then uses.
-		execSQL(t, a.pool(t, green), "INSERT INTO items (id, v) VALUES (1000000, 1)")
-		execSQL(t, a.pool(t, blue), "INSERT INTO items (id, v) VALUES (1000000, 2)")
+		mustExec(t, a.pool(t, green), "INSERT INTO items (id, v) VALUES (1000000, 1)")
+		mustExec(t, a.pool(t, blue), "INSERT INTO items (id, v) VALUES (1000000, 2)")
 		start := time.Now()
 		var last error
-		waitFor(t, 15*time.Second, "Ready naming the stuck table", func() bool {
+		pollUntil(t, 15*time.Second, "Ready naming the stuck table", func() bool {
 			_, last = a.d.Ready(ctx, green)
 			return last != nil && strings.Contains(last.Error(), "INSERT on public.items")
 		})
@@ -82,7 +82,7 @@ func TestDatabase_Ready(t *testing.T) {
 			{"CREATE TABLE newer (id int PRIMARY KEY)", "table public.newer exists on the live database but not on the copy"},
 		}
 		for _, s := range steps {
-			execSQL(t, live, s.ddl)
+			mustExec(t, live, s.ddl)
 			_, err := a.d.Ready(ctx, green)
 			if !errors.Is(err, ErrReplication) || !strings.Contains(err.Error(), "DDL on the live database during the release") ||
 				!strings.Contains(err.Error(), s.want) {
@@ -90,7 +90,7 @@ func TestDatabase_Ready(t *testing.T) {
 			}
 		}
 		// The same table created on the copy too is still not replicated.
-		execSQL(t, a.pool(t, green), "CREATE TABLE newer (id int PRIMARY KEY); ALTER TABLE items ADD COLUMN late text")
+		mustExec(t, a.pool(t, green), "CREATE TABLE newer (id int PRIMARY KEY); ALTER TABLE items ADD COLUMN late text")
 		if _, err := a.d.Ready(ctx, green); err == nil || !strings.Contains(err.Error(), "table public.newer is not in publication") {
 			t.Fatalf("Ready = %v, want the unpublished table named", err)
 		}
@@ -105,16 +105,16 @@ func TestDatabase_Ready(t *testing.T) {
 		blue := a.first(t, 10)
 		green := a.prepare(t, teal.Green, "v2", blue)
 		// Stop applying, then write: the copy falls behind by the WAL written.
-		execSQL(t, a.pool(t, green), "ALTER SUBSCRIPTION "+a.d.SubName(teal.Blue, teal.Green)+" DISABLE")
+		mustExec(t, a.pool(t, green), "ALTER SUBSCRIPTION "+a.d.SubName(teal.Blue, teal.Green)+" DISABLE")
 		a.d.cfg.MaxLag = 1
 		_, err := a.d.Ready(ctx, green)
 		if err == nil || !errors.Is(err, ErrReplication) {
 			t.Fatalf("Ready with the subscription disabled = %v, want ErrReplication", err)
 		}
-		execSQL(t, a.pool(t, green), "ALTER SUBSCRIPTION "+a.d.SubName(teal.Blue, teal.Green)+" ENABLE")
-		execSQL(t, a.pool(t, blue), "INSERT INTO items (v) SELECT i FROM generate_series(1, 20000) i")
+		mustExec(t, a.pool(t, green), "ALTER SUBSCRIPTION "+a.d.SubName(teal.Blue, teal.Green)+" ENABLE")
+		mustExec(t, a.pool(t, blue), "INSERT INTO items (v) SELECT i FROM generate_series(1, 20000) i")
 		var lag teal.DBLag
-		waitFor(t, 10*time.Second, "a lag refusal", func() bool {
+		pollUntil(t, 10*time.Second, "a lag refusal", func() bool {
 			lag, err = a.d.Ready(ctx, green)
 			return errors.Is(err, teal.ErrRefused)
 		})
@@ -122,7 +122,7 @@ func TestDatabase_Ready(t *testing.T) {
 			t.Fatalf("Ready = %v, want a lag refusal", err)
 		}
 		a.d.cfg.MaxLag = teal.DefaultMaxLag
-		waitFor(t, 15*time.Second, "the copy catching up", func() bool {
+		pollUntil(t, 15*time.Second, "the copy catching up", func() bool {
 			lag, err = a.d.Ready(ctx, green)
 			return err == nil
 		})

@@ -14,7 +14,7 @@ func TestDatabase_Verify(t *testing.T) {
 	ctx := context.Background()
 	blue := a.first(t, 25000) // three ranges of keys
 	live := a.pool(t, blue)
-	execSQL(t, live, "CREATE TABLE tk (k text PRIMARY KEY); INSERT INTO tk SELECT 'k' || i FROM generate_series(1, 50) i")
+	mustExec(t, live, "CREATE TABLE tk (k text PRIMARY KEY); INSERT INTO tk SELECT 'k' || i FROM generate_series(1, 50) i")
 	green := a.prepare(t, teal.Green, "v2", blue)
 	cp := a.pool(t, green)
 
@@ -31,7 +31,7 @@ func TestDatabase_Verify(t *testing.T) {
 	}
 
 	// A column only the copy has (added by its migration) is not compared.
-	execSQL(t, cp, "UPDATE items SET extra = 'new' WHERE id % 7 = 0")
+	mustExec(t, cp, "UPDATE items SET extra = 'new' WHERE id % 7 = 0")
 	for _, mode := range []string{VerifyRowCounts, VerifyChecksums, VerifyNone} {
 		if err := a.d.verify(ctx, live, cp, mode); err != nil {
 			t.Fatalf("verify(%s) of a copy in sync = %v", mode, err)
@@ -59,8 +59,8 @@ func TestDatabase_Verify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			execSQL(t, cp, tt.tamper)
-			defer execSQL(t, cp, tt.undo)
+			mustExec(t, cp, tt.tamper)
+			defer mustExec(t, cp, tt.undo)
 			err := a.d.verify(ctx, live, cp, tt.mode)
 			if len(tt.want) == 0 {
 				if err != nil {
