@@ -919,20 +919,26 @@ func (c *Controller) finish(rel *Release, o Outcome, why string) {
 			c.endStep(ctx, rel, step, err)
 		}
 	}
+	// The release is not over until the record carries its resting TTL again: a release
+	// started meanwhile would find the TTL it lowered put back.
+	if err := c.setDNSTTL(ctx, rel, c.cfg.DNS.RestTTL); err != nil {
+		c.log().Error("restore the DNS TTL", "err", err)
+	}
 	now := time.Now().UTC()
 	c.mu.Lock()
 	rel.Outcome = &o
 	rel.Error = why
 	rel.Finished = &now
 	err := c.d.Store.UpdateRelease(ctx, rel)
+	if c.cur == rel {
+		// Over the moment its outcome is: a deploy that sees it ended may start the next.
+		c.cur, c.run = nil, nil
+	}
 	c.mu.Unlock()
 	if err != nil {
 		c.log().Error("record outcome", "release", rel.ID, "err", err)
 	}
 	c.metrics.outcome(o)
-	if err := c.setDNSTTL(ctx, rel, c.cfg.DNS.RestTTL); err != nil {
-		c.log().Error("restore the DNS TTL", "err", err)
-	}
 	msg := fmt.Sprintf("release #%d of %s %s", rel.ID, rel.Version, o)
 	if why != "" {
 		msg += ": " + why
