@@ -45,17 +45,7 @@ func TestDatabase_ZeroLostWrites(t *testing.T) {
   freeze_timeout: 10s
 `, tc.mode, prod.DSN("shop"), pre.DSN("postgres"))
 			h := newHarness(t, options{extra: db})
-			for _, v := range []string{"v1", "v2"} {
-				dir := h.artifact(v, v, "", "")
-				if err := sampleapp.WriteMigrations(dir, v); err != nil {
-					t.Fatal(err)
-				}
-				h.push(v, dir)
-			}
-			h.release("v1")
-
-			w := load.StartWrites("http://"+h.listen, 4)
-			waitWrites(t, w)
+			w := releaseV1WithWriters(t, h)
 			deploy(t, h, "v2")
 			rel := h.waitRelease("v2 at the gate", atGate)
 			if rel.Outcome != nil {
@@ -164,16 +154,7 @@ func TestDatabase_CrashDuringSwitchover(t *testing.T) {
   verify: none
   freeze_timeout: 10s
 `, prod.DSN("shop"))})
-	for _, v := range []string{"v1", "v2"} {
-		dir := h.artifact(v, v, "", "")
-		if err := sampleapp.WriteMigrations(dir, v); err != nil {
-			t.Fatal(err)
-		}
-		h.push(v, dir)
-	}
-	h.release("v1")
-	w := load.StartWrites("http://"+h.listen, 4)
-	waitWrites(t, w)
+	w := releaseV1WithWriters(t, h)
 	deploy(t, h, "v2")
 	if rel := h.waitRelease("v2 at the gate", atGate); rel.Outcome != nil {
 		t.Fatalf("v2 ended %s: %s", *rel.Outcome, rel.Error)
@@ -254,16 +235,7 @@ func TestDatabase_SnapshotDowntime(t *testing.T) {
   mode: snapshot
   production: %s
 `, prod.DSN("shop"))})
-	for _, v := range []string{"v1", "v2"} {
-		dir := h.artifact(v, v, "", "")
-		if err := sampleapp.WriteMigrations(dir, v); err != nil {
-			t.Fatal(err)
-		}
-		h.push(v, dir)
-	}
-	h.release("v1")
-	w := load.StartWrites("http://"+h.listen, 4)
-	waitWrites(t, w)
+	w := releaseV1WithWriters(t, h)
 	rel := h.release("v2")
 	assertLive(t, h, teal.Green, "v2")
 	acked0, _ := w.Counts()
@@ -300,4 +272,21 @@ func TestDatabase_SnapshotDowntime(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged writes lost in snapshot mode", len(lost), len(acked))
 	}
 	t.Logf("%d orders acknowledged, all present; %d writes answered by the maintenance page; %s", len(acked), len(failed), downtime)
+}
+
+// releaseV1WithWriters pushes the sample app's v1 and v2 with their migrations, releases v1,
+// and starts 4 clients writing orders through the router.
+func releaseV1WithWriters(t *testing.T, h *harness) *load.Writes {
+	t.Helper()
+	for _, v := range []string{"v1", "v2"} {
+		dir := h.artifact(v, v, "", "")
+		if err := sampleapp.WriteMigrations(dir, v); err != nil {
+			t.Fatal(err)
+		}
+		h.push(v, dir)
+	}
+	h.release("v1")
+	w := load.StartWrites("http://"+h.listen, 4)
+	waitWrites(t, w)
+	return w
 }
