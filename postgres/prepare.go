@@ -139,11 +139,8 @@ func (d *Database) prepareClone(ctx context.Context, t teal.DBTarget, progress t
 	if err := advanceSequences(ctx, live, cp); err != nil {
 		return nil, fmt.Errorf("prepare database %s: %w", name, err)
 	}
-	role, _, err := d.ensureRole(ctx, d.preprod.addr, t.Color)
+	role, err := d.closedRoleOn(ctx, cp, t.Color)
 	if err != nil {
-		return nil, fmt.Errorf("prepare database %s: %w", name, err)
-	}
-	if err := d.closeRole(ctx, cp, role); err != nil {
 		return nil, fmt.Errorf("prepare database %s: %w", name, err)
 	}
 

@@ -243,3 +243,13 @@ func scramVerifier(password string) (string, error) {
 
 // pgxIdent quotes a possibly schema-qualified name for SQL.
 func pgxIdent(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
+
+// closedRoleOn makes sure colour c's role exists on the preproduction server and is closed on
+// the copy cp: a new colour's instances may read their copy, not write it.
+func (d *Database) closedRoleOn(ctx context.Context, cp *pgxpool.Pool, c teal.Color) (string, error) {
+	role, _, err := d.ensureRole(ctx, d.preprod.addr, c)
+	if err != nil {
+		return "", err
+	}
+	return role, d.closeRole(ctx, cp, role)
+}

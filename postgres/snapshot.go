@@ -69,11 +69,8 @@ func (d *Database) snapshotPrepare(ctx context.Context, t teal.DBTarget, progres
 	if err != nil {
 		return nil, fmt.Errorf("prepare database %s: %w", name, err)
 	}
-	role, _, err := d.ensureRole(ctx, d.preprod.addr, t.Color)
+	role, err := d.closedRoleOn(ctx, cp, t.Color)
 	if err != nil {
-		return nil, fmt.Errorf("prepare database %s: %w", name, err)
-	}
-	if err := d.closeRole(ctx, cp, role); err != nil {
 		return nil, fmt.Errorf("prepare database %s: %w", name, err)
 	}
 	dir := d.migrationsDir(t.Artifact)
