@@ -390,7 +390,7 @@ func (d *demo) summary(ctx context.Context, switchTime time.Duration) error {
 	fmt.Fprintf(tw, "  requests served\t%d\t(v1 %d, v2 %d, and POSTs)\n", ok, byVersion["v1"], byVersion["v2"])
 	fmt.Fprintf(tw, "  failed requests\t%d\t\n", failed)
 	fmt.Fprintf(tw, "  slow (1 s) requests\t%d\t\n", slow)
-	fmt.Fprintf(tw, "  switch time\t%s\t(as recorded in the release)\n", switchTime)
+	fmt.Fprintf(tw, "  switch time\t%s\t(the release's switch step, all of it)\n", switchTime)
 	var lost []int64
 	if d.writes != nil {
 		acked, wfailed := d.writes.Stop()
@@ -401,6 +401,9 @@ func (d *demo) summary(ctx context.Context, switchTime time.Duration) error {
 		lost = d.writes.Missing(present)
 		failed += len(wfailed)
 		failures = append(failures, wfailed...)
+		if st, err := d.client.Status(ctx); err == nil && st.LastDBSwitch != nil {
+			fmt.Fprintf(tw, "  writes frozen at the last switch\t%s\t(requests held in the router meanwhile)\n", st.LastDBSwitch.Freeze.Round(time.Millisecond))
+		}
 		fmt.Fprintf(tw, "  database writes acknowledged\t%d\t(orders inserted, then updated)\n", len(acked))
 		fmt.Fprintf(tw, "  present on the live database\t%d\t\n", len(acked)-len(lost))
 		fmt.Fprintf(tw, "  database writes lost\t%d\t\n", len(lost))
