@@ -8,6 +8,7 @@ need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
 case "${1:-test}" in
   test)
     need curl curl
+    need gcc gcc   # cgo: the migration classifier uses PostgreSQL's parser (pg_query)
     # PostgreSQL server binaries for throwaway clusters (initdb, pg_ctl) and its clients.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
     need pg_dump postgresql-client
