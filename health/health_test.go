@@ -113,7 +113,7 @@ func TestMonitor_WaitSuccess(t *testing.T) {
 func TestMonitor_WaitTimeout(t *testing.T) {
 	ok := newFlipServer(t, 200)
 	failing := newFlipServer(t, 500)
-	refused := closedAddr(t)
+	refused := testutil.DeadAddr(t)
 	m := newMonitor(t, teal.HealthConfig{Interval: 5 * time.Millisecond, Timeout: time.Second,
 		HealthyAfter: 1, UnhealthyAfter: 1})
 	m.Watch(teal.Blue, []teal.Instance{
@@ -377,19 +377,6 @@ func (c *changes) waitLen(t *testing.T, n int) {
 
 func equalCalls(a, b [][]string) bool {
 	return slices.EqualFunc(a, b, func(x, y []string) bool { return slices.Equal(x, y) })
-}
-
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {

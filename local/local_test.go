@@ -527,7 +527,7 @@ func TestProvider_AdoptStranger(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	recorded := []teal.Instance{
 		{Color: teal.Blue, Index: 0, Addr: addr, PID: stranger.Process.Pid, Identity: strangerID + "0",
 			Started: time.Now().Add(-time.Hour), Restarts: 4},
@@ -753,16 +753,6 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 	if err := os.WriteFile(path, []byte(content), mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"teal.dev/teal"
+
+	"teal.dev/teal/internal/testutil"
 )
 
 func TestRouter_SwitchUnderLoad(t *testing.T) {
@@ -383,7 +385,7 @@ func TestRouter_RetriesUnreachableBackend(t *testing.T) {
 			var pool []string
 			var lives []*testBackend
 			for range tc.dead {
-				pool = append(pool, deadAddr(t))
+				pool = append(pool, testutil.DeadAddr(t))
 			}
 			for range tc.live {
 				b := newBackend(t, "blue", echo)
@@ -601,7 +603,7 @@ func TestRouter_Metrics(t *testing.T) {
 		_, _ = io.WriteString(w, "blue")
 	})
 	setBackends(t, r, teal.Blue, blueB.addr())
-	setBackends(t, r, teal.Green, deadAddr(t))
+	setBackends(t, r, teal.Green, testutil.DeadAddr(t))
 	route(t, r, teal.Routes{Traffic: teal.All(teal.Blue), Preview: teal.Green})
 	front, pre := serve(t, r.Handler()), serve(t, r.PreviewHandler())
 	client := newClient(t)

@@ -279,7 +279,7 @@ func TestConnectionLost(t *testing.T) {
 func testRunDatabase(t *testing.T, c *testutil.Cluster) {
 	ordersDB(t, c, "run")
 	t.Setenv("DATABASE_URL", c.DSN("run"))
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- Run(ctx, addr, "v3") }()
@@ -306,7 +306,7 @@ func testRunDatabase(t *testing.T, c *testutil.Cluster) {
 
 func TestRun_DatabaseURLInvalid(t *testing.T) {
 	t.Setenv("DATABASE_URL", "postgres://shop:hunter2@db:99999/shop")
-	err := Run(context.Background(), freeAddr(t), "v1")
+	err := Run(context.Background(), testutil.FreeAddr(t), "v1")
 	if err == nil || !strings.Contains(err.Error(), "sampleapp database") || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("Run with a bad DATABASE_URL = %v, want a database error without the password", err)
 	}

@@ -163,7 +163,7 @@ func TestApp_WebSocketEcho(t *testing.T) {
 }
 
 func TestRun_GracefulShutdown(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
@@ -266,19 +266,6 @@ func FuzzParseDelay(f *testing.F) {
 			t.Fatalf("ParseDelay(%q) = %s, outside [0, %s]", s, d, MaxSlow)
 		}
 	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
