@@ -64,6 +64,13 @@ type Controller struct {
 	wg sync.WaitGroup
 }
 
+// trafficCounter is a router that counts what it forwarded to each colour.
+type trafficCounter interface {
+	// Counts returns the production requests answered from c, those that failed (5xx or
+	// upstream error), and the requests and upgraded connections open now.
+	Counts(c Color) (requests, failed, open int64)
+}
+
 // releaseRun is the goroutine driving the release in progress.
 type releaseRun struct {
 	cancel  context.CancelCauseFunc
@@ -1294,6 +1301,9 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 			if !last.IsZero() {
 				es.EndpointLast = &last
 			}
+		}
+		if tc, ok := c.d.Router.(trafficCounter); ok {
+			es.Requests, es.Errors, es.OpenConnections = tc.Counts(e.Color)
 		}
 		st.Environments = append(st.Environments, es)
 		cs := &ColorStatus{Color: e.Color, Version: e.Version, State: e.State}

@@ -32,6 +32,12 @@ type EnvStatus struct {
 	// switch, the old colour's are clients that ignore TTLs. Only with dns: configured.
 	EndpointRequests int64      `json:"endpoint_requests,omitempty"`
 	EndpointLast     *time.Time `json:"endpoint_last,omitempty"`
+	// Requests counts the production requests the router answered from this colour since the
+	// server started; Errors those that failed (5xx or upstream error); OpenConnections the
+	// requests and upgraded connections open now. Rates come from two readings.
+	Requests        int64 `json:"requests"`
+	Errors          int64 `json:"errors"`
+	OpenConnections int64 `json:"open_connections"`
 	// DBLag is the colour's copy's replication lag as last measured (database: configured).
 	DBLag *DBLag `json:"db_lag,omitempty"`
 }

@@ -11,6 +11,7 @@ import (
 type counters struct {
 	codes          [6]atomic.Int64 // by status class: codes[2] counts 2xx; codes[0] is unused
 	upstreamErrors atomic.Int64
+	failed         atomic.Int64 // 5xx or broken off, each request once
 	inFlight       atomic.Int64 // upgraded connections included
 	openConns      atomic.Int64 // upgraded connections only
 }

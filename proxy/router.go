@@ -35,6 +35,7 @@ type Stats struct {
 	Requests       int64 // answered, whatever the status
 	Errors5xx      int64 // answered with a 5xx, the router's own 502 and 503 included
 	UpstreamErrors int64 // the backend could not be reached or broke off its response
+	Failed         int64 // answered with a 5xx or broken off: each failed request once
 	InFlight       int64 // being served now, upgraded (WebSocket) connections included
 	OpenConns      int64 // upgraded (WebSocket) connections open now
 }
@@ -107,11 +108,19 @@ func (r *Router) Stats(c teal.Color) Stats {
 		InFlight:       cnt.inFlight.Load(),
 		OpenConns:      cnt.openConns.Load(),
 		Errors5xx:      cnt.codes[5].Load(),
+		Failed:         cnt.failed.Load(),
 	}
 	for i := range cnt.codes {
 		s.Requests += cnt.codes[i].Load()
 	}
 	return s
+}
+
+// Counts returns what the production listener answered from c: requests, those that failed
+// (5xx or upstream error) and those open now, for teal status.
+func (r *Router) Counts(c teal.Color) (requests, failed, open int64) {
+	s := r.Stats(c)
+	return s.Requests, s.Failed, s.InFlight
 }
 
 // Collectors returns the router's Prometheus metrics, for the caller to register:
@@ -409,6 +418,9 @@ func (r *Router) finish(rec *recorder, start time.Time) {
 		status = http.StatusOK // the backend answered with no body and no explicit status
 	}
 	rec.cnt.count(status)
+	if status >= 500 || !rec.done {
+		rec.cnt.failed.Add(1)
+	}
 	rec.cnt.inFlight.Add(-1)
 	if rec.hijacked {
 		// A WebSocket's lifetime is not a request duration; keep it out of the histogram.
