@@ -18,12 +18,19 @@ type Config struct {
 	Preview        string `yaml:"preview"`          // = "" (none)
 	Admin          string `yaml:"admin"`            // = 127.0.0.1:7070
 	AdminTokenFile string `yaml:"admin_token_file"` // = DataDir/admin.token
+	// TokensFile names more API and dashboard tokens, one "NAME TOKEN" per line; each
+	// acts as its name (api:NAME, dashboard:NAME). = "" (only the admin token).
+	TokensFile string `yaml:"tokens_file"`
+	// MetricsToken, when set, is the bearer token GET /metrics requires. = "" (open).
+	MetricsToken string `yaml:"metrics_token"`
 
 	Run      RunConfig      `yaml:"run"`
 	Health   HealthConfig   `yaml:"health"`
 	Release  ReleaseConfig  `yaml:"release"`
 	Database DatabaseConfig `yaml:"database"`
 	DNS      DNSConfig      `yaml:"dns"`
+	Verify   VerifyConfig   `yaml:"verify"`
+	Notify   NotifyConfig   `yaml:"notify"`
 }
 
 // RunConfig says how one instance of a version starts (local provider).
@@ -54,6 +61,13 @@ type ReleaseConfig struct {
 	Strategy     string        `yaml:"strategy"`      // = switch
 	DrainTimeout time.Duration `yaml:"drain_timeout"` // = 30s
 	KeepOld      time.Duration `yaml:"keep_old"`      // = 30m
+	// Analysis judges the new colour after the switch (PostCheck).
+	Analysis AnalysisConfig `yaml:"analysis"`
+	// PostCheck is how long analysis watches the new colour after the switch; a failing
+	// analysis rolls back. = 0 (off).
+	PostCheck time.Duration `yaml:"post_check"`
+	// Window restricts when promotion is allowed; nil Allow = always.
+	Window WindowConfig `yaml:"window"`
 }
 
 // Defaults of the config keys.
@@ -108,7 +122,13 @@ func DefaultConfig() Config {
 			Strategy:     DefaultStrategy,
 			DrainTimeout: DefaultDrainTimeout,
 			KeepOld:      DefaultKeepOld,
+			Analysis: AnalysisConfig{
+				MaxErrorRate: DefaultMaxErrorRate,
+				MaxP99:       DefaultMaxP99,
+				MinRequests:  DefaultMinRequests,
+			},
 		},
+		Verify: VerifyConfig{Timeout: DefaultVerifyTimeout},
 		Database: DatabaseConfig{
 			Mode:            DefaultDatabaseMode,
 			Engine:          DefaultDatabaseEngine,

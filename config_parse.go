@@ -99,6 +99,9 @@ func resolvePaths(cfg Config, path string) (Config, error) {
 	} else {
 		cfg.AdminTokenFile = absFrom(dir, cfg.AdminTokenFile)
 	}
+	if cfg.TokensFile != "" {
+		cfg.TokensFile = absFrom(dir, cfg.TokensFile)
+	}
 	return cfg, nil
 }
 
@@ -356,12 +359,13 @@ func newDecoder(file string, lookup func(string) (string, bool), c *Config, dc *
 			{"endpoint", d.str(&dc.Route53.Endpoint)},
 		},
 	}
+	d.gateSchema(c, section)
 	return d
 }
 
 // sectionOrder lists the schema's sections in file order, for stable suggestions.
 func sectionOrder() []string {
-	return []string{"", "run", "health", "release", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53"}
+	return []string{"", "run", "health", "release", "release.analysis", "release.window", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53", "verify", "verify.smoke[]", "verify.smoke[].expect", "notify"}
 }
 
 // add records e, found on line.
@@ -491,7 +495,7 @@ func (d *decoder) unknown(section, key string) string {
 		return fmt.Sprintf("unknown key; did you mean %s?", s)
 	}
 	for _, other := range sectionOrder() {
-		if other == section {
+		if other == section || strings.Contains(other, "[]") {
 			continue
 		}
 		if slices.Contains(keysOf(d.schema[other]), key) {
@@ -510,24 +514,20 @@ func (d *decoder) unknown(section, key string) string {
 func notBuilt(section, key string) (string, bool) {
 	var what string
 	switch joinKey(section, key) {
-	case "verify":
-		what = "smoke tests and shadow traffic"
+	case "verify.shadow":
+		what = "shadow traffic"
 	case "sessions":
 		what = "session store checks"
 	case "kubernetes":
 		what = "the kubernetes provider"
-	case "notify":
-		what = "notifications"
 	case "haproxy":
 		what = "the haproxy router"
-	case "metrics_token":
-		what = "metrics"
 	case "run.launch", "run.terminate":
 		what = "the exec provider"
-	case "release.steps", "release.step_hold", "release.analysis", "release.post_check", "release.sticky":
-		what = "weighted releases and analysis"
-	case "release.window", "release.long_drain":
-		what = "release windows and long drains"
+	case "release.steps", "release.step_hold", "release.sticky":
+		what = "weighted releases"
+	case "release.long_drain":
+		what = "long drains"
 	default:
 		return "", false
 	}
@@ -1025,6 +1025,7 @@ func (c *Config) validate(file string) ConfigErrors {
 	v.nonNegative("release.drain_timeout", c.Release.DrainTimeout)
 	v.nonNegative("release.keep_old", c.Release.KeepOld)
 	c.validateDatabase(v)
+	c.validateGate(v)
 	return v.errs
 }
 

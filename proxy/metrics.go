@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"teal.dev/teal"
 )
 
 // counters are what one listener forwarded to one colour. They are plain atomics, read by
@@ -11,9 +13,10 @@ import (
 type counters struct {
 	codes          [6]atomic.Int64 // by status class: codes[2] counts 2xx; codes[0] is unused
 	upstreamErrors atomic.Int64
-	failed         atomic.Int64 // 5xx or broken off, each request once
-	inFlight       atomic.Int64 // upgraded connections included
-	openConns      atomic.Int64 // upgraded connections only
+	failed         atomic.Int64                      // 5xx or broken off, each request once
+	latency        [teal.LatencyBuckets]atomic.Int64 // answer times, upgraded connections excluded
+	inFlight       atomic.Int64                      // upgraded connections included
+	openConns      atomic.Int64                      // upgraded connections only
 }
 
 // count counts one answered request by its status class.

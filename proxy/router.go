@@ -123,6 +123,23 @@ func (r *Router) Counts(c teal.Color) (requests, failed, open int64) {
 	return s.Requests, s.Failed, s.InFlight
 }
 
+// Sample returns what the production listener counted for c so far, answer times included,
+// for the analysis of a release (teal.AnalysisConfig.Judge).
+func (r *Router) Sample(c teal.Color) teal.TrafficSample {
+	cnt := &r.counters[live][colorIndex(c)]
+	var s teal.TrafficSample
+	for i := range cnt.latency {
+		s.Latency[i] = cnt.latency[i].Load()
+	}
+	// Read the counts after the histogram: a request counted in between shows in the counts
+	// and not in the times, never the other way round.
+	s.Failed = cnt.failed.Load()
+	for i := range cnt.codes {
+		s.Requests += cnt.codes[i].Load()
+	}
+	return s
+}
+
 // Collectors returns the router's Prometheus metrics, for the caller to register:
 // teal_requests_total{listener,color,code}, teal_request_duration_seconds{listener,color},
 // teal_open_connections{listener,color}, teal_upstream_errors_total{color} and
@@ -426,7 +443,9 @@ func (r *Router) finish(rec *recorder, start time.Time) {
 		// A WebSocket's lifetime is not a request duration; keep it out of the histogram.
 		rec.cnt.openConns.Add(-1)
 	} else {
-		r.metrics.observers[rec.listener][rec.color].Observe(time.Since(start).Seconds())
+		d := time.Since(start)
+		rec.cnt.latency[teal.LatencyBucket(d)].Add(1)
+		r.metrics.observers[rec.listener][rec.color].Observe(d.Seconds())
 	}
 	rec.reset(nil, nil, 0, 0, nil)
 	r.recorders.Put(rec)
