@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"teal.dev/teal/window"
 )
 
 // Deps are the parts a Controller drives. All are required but Database, which is nil when
@@ -24,6 +26,10 @@ type Deps struct {
 	Artifacts Artifacts
 	Database  Database
 	DNS       DNS // nil when dns: is not configured
+	// Verifier runs the smoke checks in the verifying phase; nil when verify: has none.
+	Verifier Verifier
+	// Now tells the time for release windows; nil is time.Now.
+	Now func() time.Time
 }
 
 // holder is a router that can hold new requests while writes move between databases.
@@ -60,6 +66,8 @@ type Controller struct {
 
 	stopHousekeeping context.CancelFunc // ends the database housekeeping goroutine
 	lag              map[Color]DBLag    // latest replication lag measured per colour
+	window           *window.Window     // release.window; nil allows any time
+	judgement        *Judgement         // the latest post-switch analysis
 
 	wg sync.WaitGroup
 }
@@ -73,9 +81,13 @@ type trafficCounter interface {
 
 // releaseRun is the goroutine driving the release in progress.
 type releaseRun struct {
-	cancel  context.CancelCauseFunc
-	promote chan string // actor; buffered 1
-	done    chan struct{}
+	cancel   context.CancelCauseFunc
+	promote  chan string          // actor; buffered 1
+	rollback chan rollbackRequest // during post_check; buffered 1
+	done     chan struct{}
+	// checking is set while the post-switch analysis runs: promote then accepts the new
+	// colour and rollback returns to the old one. Guarded by Controller.mu.
+	checking bool
 }
 
 // errShutdown is the cancel cause when the server stops: the release is left as persisted, to
@@ -108,6 +120,11 @@ func (c *Controller) log() *slog.Logger {
 // Open loads the persisted state, re-adopts running instances, restores the routing table and
 // resumes the release in progress.
 func (c *Controller) Open(ctx context.Context) error {
+	w, err := parseWindow(c.cfg.Release.Window)
+	if err != nil {
+		return err
+	}
+	c.window = w
 	sys, err := c.d.Store.System(ctx)
 	if err != nil {
 		return fmt.Errorf("load system state: %w", err)
@@ -325,7 +342,7 @@ func (c *Controller) startRelease(ctx context.Context, art *Artifact, actor stri
 // start runs rel's goroutine; c.mu is held.
 func (c *Controller) start(rel *Release) {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	run := &releaseRun{cancel: cancel, promote: make(chan string, 1), done: make(chan struct{})}
+	run := &releaseRun{cancel: cancel, promote: make(chan string, 1), rollback: make(chan rollbackRequest, 1), done: make(chan struct{})}
 	c.cur = rel
 	c.run = run
 	if rel.Promoted != nil {
@@ -347,6 +364,16 @@ func (c *Controller) Promote(ctx context.Context, actor string) (*Release, error
 		c.mu.Unlock()
 		return c.repromote(ctx, actor)
 	}
+	if run.checking {
+		// The switch is done and the analysis runs: promote keeps the new colour now.
+		out := cloneRelease(rel)
+		c.mu.Unlock()
+		select {
+		case run.promote <- actor:
+		default:
+		}
+		return out, nil
+	}
 	if rel.Phase != PhaseAwaitingRelease && rel.Phase != PhaseProvisioning && rel.Phase != PhaseVerifying && rel.Phase != PhaseDatabase {
 		c.mu.Unlock()
 		return nil, Errorf(ErrConflict, "", "release #%d is already %s", rel.ID, rel.Phase)
@@ -354,6 +381,11 @@ func (c *Controller) Promote(ctx context.Context, actor string) (*Release, error
 	if rel.Promoted != nil {
 		c.mu.Unlock()
 		return cloneRelease(rel), nil
+	}
+	if err := c.promotable(rel); err != nil {
+		c.mu.Unlock()
+		c.event(ctx, rel, EventAction, actor, fmt.Sprintf("promotion of release #%d refused: %v", rel.ID, err), nil)
+		return nil, err
 	}
 	now := time.Now().UTC()
 	rel.Promoted = &now
@@ -394,6 +426,9 @@ func (c *Controller) repromote(ctx context.Context, actor string) (*Release, err
 	if !warm {
 		return nil, Errorf(ErrConflict, fmt.Sprintf("deploy it again: teal deploy %s", last.Version),
 			"release #%d (%s) was rolled back and its colour %s no longer runs it", last.ID, last.Version, last.Color)
+	}
+	if err := c.windowClosed(); err != nil {
+		return nil, err
 	}
 	art, err := c.d.Artifacts.Get(ctx, last.Version)
 	if err != nil {
@@ -438,8 +473,12 @@ func (c *Controller) Rollback(ctx context.Context, req RollbackRequest) (*Releas
 	actor := actorOr(req.Actor)
 	c.mu.Lock()
 	if c.cur != nil {
-		rel := c.cur
+		rel, run := c.cur, c.run
+		checking := run.checking
 		c.mu.Unlock()
+		if checking {
+			return c.rollbackChecking(ctx, rel, run, rollbackRequest{actor: actor, force: req.Force})
+		}
 		return nil, Errorf(ErrConflict, "end it with teal abort", "release #%d of %s is in progress (%s): nothing has switched yet", rel.ID, rel.Version, rel.Phase)
 	}
 	live := c.sys.Live
@@ -642,8 +681,11 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 func (c *Controller) drive(ctx context.Context, rel *Release, run *releaseRun) {
 	err := c.phases(ctx, rel, run)
 	cause := context.Cause(ctx)
+	var rb *rolledBackError
 	switch {
 	case err == nil:
+	case errors.As(err, &rb):
+		c.finish(rel, OutcomeRolledBack, rb.why)
 	case errors.Is(cause, errShutdown):
 		c.log().Info("release left to resume at next start", "release", rel.ID, "phase", rel.Phase)
 		return
@@ -702,6 +744,11 @@ func (c *Controller) phases(ctx context.Context, rel *Release, run *releaseRun) 
 				return err
 			}
 			if err := c.doSwitch(context.WithoutCancel(ctx), rel); err != nil {
+				return err
+			}
+			// The analysis after the switch may be interrupted: a shutdown resumes it, and
+			// an abort is refused once traffic moved.
+			if err := c.postCheck(ctx, rel, run); err != nil {
 				return err
 			}
 			c.enter(ctx, rel, PhaseReleased)
@@ -830,10 +877,15 @@ func (c *Controller) verify(ctx context.Context, rel *Release) error {
 	if err != nil {
 		return err
 	}
+	if err := c.smoke(ctx, rel); err != nil {
+		return err
+	}
 	return c.waitDatabaseReady(ctx, rel, c.cfg.Health.Deadline)
 }
 
-// gate waits for the release decision.
+// gate waits for the release decision: teal promote (the API, the dashboard's Release
+// button) or, with approval: auto, the end of auto_after. Auto-promotion waits while a check
+// fails or release.window is closed; a promotion made before the gate waits for the window.
 func (c *Controller) gate(ctx context.Context, rel *Release, run *releaseRun) error {
 	var auto <-chan time.Time
 	if c.cfg.Release.Approval == "auto" {
@@ -844,21 +896,55 @@ func (c *Controller) gate(ctx context.Context, rel *Release, run *releaseRun) er
 	step := c.beginStep(ctx, rel, "gate")
 	// While waiting, the new colour's replication is watched: an apply error fails the
 	// release instead of waiting for a promotion that could only lose writes.
-	watch := time.NewTicker(2 * time.Second)
+	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
 	var actor string
+	autoDue := false
+	waiting := "" // the reason last announced for not opening yet
+	c.mu.Lock()
+	if rel.Promoted != nil {
+		actor = rel.Actor // promoted before it got here (teal promote early, or a re-release)
+		select {
+		case a := <-run.promote:
+			actor = a
+		default:
+		}
+	}
+	c.mu.Unlock()
 wait:
 	for {
-		select {
-		case actor = <-run.promote:
-			break wait
-		case <-auto:
-			actor = ActorAuto
-			now := time.Now().UTC()
+		if actor != "" {
+			// Promoted: only the window can still hold the gate.
+			err := c.windowClosed()
+			if err == nil {
+				break wait
+			}
+			if msg := err.Error(); msg != waiting {
+				waiting = msg
+				c.event(ctx, rel, EventAction, ActorSystem, fmt.Sprintf("release #%d promoted by %s waits: %s", rel.ID, actor, msg), nil)
+			}
+		} else if autoDue {
 			c.mu.Lock()
-			rel.Promoted = &now
+			err := c.promotable(rel)
+			if err == nil {
+				now := time.Now().UTC()
+				rel.Promoted = &now
+			}
 			c.mu.Unlock()
-			break wait
+			if err == nil {
+				actor = ActorAuto
+				break wait
+			}
+			if msg := err.Error(); msg != waiting {
+				waiting = msg
+				c.event(ctx, rel, EventAction, ActorAuto, "automatic promotion waits: "+msg, nil)
+			}
+		}
+		select {
+		case a := <-run.promote:
+			actor = a
+		case <-auto:
+			autoDue = true
 		case <-watch.C:
 			if err := c.databaseBroken(ctx, rel); err != nil {
 				c.endStep(ctx, rel, step, err)
@@ -877,6 +963,36 @@ wait:
 	c.endStep(ctx, rel, step, nil)
 	c.event(ctx, rel, EventAction, actor, fmt.Sprintf("release #%d: gate opened by %s", rel.ID, actor), nil)
 	return nil
+}
+
+// rollbackChecking hands a rollback to the release in its post-switch analysis and waits
+// until it ends.
+func (c *Controller) rollbackChecking(ctx context.Context, rel *Release, run *releaseRun, req rollbackRequest) (*Release, error) {
+	select {
+	case run.rollback <- req:
+	default:
+		return nil, Errorf(ErrConflict, "", "a rollback of release #%d is already under way", rel.ID)
+	}
+	select {
+	case <-run.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	got, err := c.d.Store.Release(ctx, rel.ID)
+	if err != nil {
+		return nil, err
+	}
+	if got.Outcome == nil || *got.Outcome != OutcomeRolledBack {
+		return got, Errorf(ErrConflict, "", "release #%d ended %s before the rollback took effect", got.ID, orText(string(deref(got.Outcome)), "unfinished"))
+	}
+	return got, nil
+}
+
+func deref(o *Outcome) Outcome {
+	if o == nil {
+		return ""
+	}
+	return *o
 }
 
 // doSwitch moves traffic to the new colour. Resumed after a crash, it first makes sure the new
@@ -913,7 +1029,8 @@ func (c *Controller) doSwitch(ctx context.Context, rel *Release) error {
 // finish ends rel with outcome o; a release that did not switch has its colour torn down.
 func (c *Controller) finish(rel *Release, o Outcome, why string) {
 	ctx := context.Background()
-	if o != OutcomeReleased {
+	if o != OutcomeReleased && o != OutcomeRolledBack {
+		// A rolled-back colour stays warm, as after teal rollback: teal promote re-releases it.
 		c.mu.Lock()
 		switched := c.sys.Live == rel.Color
 		c.mu.Unlock()
@@ -950,7 +1067,7 @@ func (c *Controller) finish(rel *Release, o Outcome, why string) {
 	if why != "" {
 		msg += ": " + why
 	}
-	c.event(ctx, rel, EventPhase, ActorSystem, msg, map[string]any{"outcome": string(o)})
+	c.event(ctx, rel, EventPhase, ActorSystem, msg, map[string]any{"outcome": string(o), "version": rel.Version, "color": string(rel.Color)})
 	c.log().Info("release ended", "release", rel.ID, "version", rel.Version, "outcome", o, "why", why)
 }
 
@@ -1140,7 +1257,8 @@ func (c *Controller) enter(ctx context.Context, rel *Release, p Phase) {
 		}
 	}
 	c.metrics.phase(prev, rel)
-	c.event(ctx, rel, EventPhase, ActorSystem, fmt.Sprintf("release #%d: %s", rel.ID, p), map[string]any{"phase": string(p)})
+	c.event(ctx, rel, EventPhase, ActorSystem, fmt.Sprintf("release #%d of %s to %s: %s", rel.ID, rel.Version, rel.Color, p),
+		map[string]any{"phase": string(p), "version": rel.Version, "color": string(rel.Color)})
 }
 
 // beginStep records that a step started; rel may be nil for actions outside a release.
@@ -1263,6 +1381,10 @@ func (c *Controller) Subscribe() (<-chan *Event, func()) {
 func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	c.mu.Lock()
 	st := &Status{App: c.cfg.App, Traffic: c.sys.Traffic, LastDBSwitch: c.sys.LastDBSwitch}
+	if c.judgement != nil && c.cur != nil {
+		j := *c.judgement
+		st.Analysis = &j
+	}
 	lags := make(map[Color]DBLag, len(c.lag))
 	for k, v := range c.lag {
 		lags[k] = v

@@ -14,6 +14,9 @@ type Status struct {
 	// LastDBSwitch is the latest database switchover, every step timed; Freeze is how long
 	// writes were frozen.
 	LastDBSwitch *SwitchReport `json:"last_db_switch,omitempty"`
+	// Analysis is the latest judgement of the new colour while the release in progress is
+	// in its post-switch check.
+	Analysis *Judgement `json:"analysis,omitempty"`
 }
 
 // ColorStatus is the summary of one colour.

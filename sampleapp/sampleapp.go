@@ -9,6 +9,8 @@
 //	                            when the database step is on); without it they answer 503
 //	SAMPLE_FAIL_HEALTH=1        GET /healthz answers 500, forever
 //	SAMPLE_STATUS_ROOT=500      GET / answers with that status
+//	SAMPLE_FAIL_FILE=PATH       GET / answers 500 while the file PATH exists: a version whose
+//	                            errors start at a moment a test chooses (after a switch, say)
 //	SAMPLE_CRASH=1              Run prints a message to stderr and exits the process with status 3
 package sampleapp
 
@@ -63,6 +65,8 @@ type App struct {
 	FailHealth bool
 	// RootStatus is the status GET / answers; 0 means 200 (SAMPLE_STATUS_ROOT).
 	RootStatus int
+	// FailFile makes GET / answer 500 while that file exists (SAMPLE_FAIL_FILE).
+	FailFile string
 	// DB is the database of the /orders routes (DATABASE_URL, connected by Run); nil for none.
 	DB *pgxpool.Pool
 }
@@ -74,6 +78,7 @@ func New(version string) *App {
 		Color:      os.Getenv("TEAL_COLOR"),
 		Instance:   os.Getenv("TEAL_INSTANCE"),
 		FailHealth: os.Getenv("SAMPLE_FAIL_HEALTH") == "1",
+		FailFile:   os.Getenv("SAMPLE_FAIL_FILE"),
 	}
 	if s, err := strconv.Atoi(os.Getenv("SAMPLE_STATUS_ROOT")); err == nil && s >= 100 && s <= 999 {
 		a.RootStatus = s
@@ -137,6 +142,11 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status := a.RootStatus
 		if status == 0 {
 			status = http.StatusOK
+		}
+		if a.FailFile != "" {
+			if _, err := os.Stat(a.FailFile); err == nil {
+				status = http.StatusInternalServerError
+			}
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)

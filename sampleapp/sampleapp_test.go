@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -106,10 +107,34 @@ func TestNew_Environment(t *testing.T) {
 	t.Setenv("TEAL_INSTANCE", "3")
 	t.Setenv("SAMPLE_FAIL_HEALTH", "1")
 	t.Setenv("SAMPLE_STATUS_ROOT", "503")
+	t.Setenv("SAMPLE_FAIL_FILE", "/tmp/x")
 	got := *New("v9")
-	want := App{Version: "v9", Color: "green", Instance: "3", FailHealth: true, RootStatus: 503}
+	want := App{Version: "v9", Color: "green", Instance: "3", FailHealth: true, RootStatus: 503, FailFile: "/tmp/x"}
 	if got != want {
 		t.Fatalf("New = %+v, want %+v", got, want)
+	}
+}
+
+func TestApp_FailFile(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "fail")
+	srv := httptest.NewServer(&App{Version: "v1", FailFile: flag})
+	t.Cleanup(srv.Close)
+	status := func() int {
+		resp, err := http.Get(srv.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("GET / without the file = %d, want 200", got)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); got != http.StatusInternalServerError {
+		t.Fatalf("GET / with the file = %d, want 500", got)
 	}
 }
 

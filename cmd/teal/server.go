@@ -74,6 +74,8 @@ type server struct {
 	router   *proxy.Router
 	db       *postgres.Database // nil with database.mode: none
 	closeDNS func() error       // nil without dns:
+	// stopNotify ends the webhook notifications; nil before Start.
+	stopNotify func()
 	// endpoints are the colours' own addresses (dns.targets), served by the router.
 	endpoints []endpoint
 	https     []*http.Server
@@ -175,6 +177,7 @@ func (s *server) Start(ctx context.Context) (err error) {
 			s.endpoints = append(s.endpoints, endpoint{ln: ln, h: s.router.ColorHandler(col)})
 		}
 	}
+	deps.Verifier = verifier(cfg, log)
 	s.ctl = teal.NewController(cfg, deps)
 	s.ctl.Logger = log
 	s.ctl.StopInstances = s.StopInstances
@@ -188,6 +191,8 @@ func (s *server) Start(ctx context.Context) (err error) {
 	apiSrv.Logger = log
 	apiSrv.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 
+	// Subscribed before Open, so that a resumed release's first events are announced too.
+	s.stopNotify = startNotify(cfg, s.ctl, log)
 	if err := s.ctl.Open(ctx); err != nil {
 		return fmt.Errorf("start controller: %w", err)
 	}
@@ -253,6 +258,9 @@ func (s *server) closeParts(ctx context.Context) error {
 	if s.ctl != nil {
 		s.ctl.StopInstances = s.StopInstances // the demo decides at the end
 		keep(s.ctl.Close(ctx))
+	}
+	if s.stopNotify != nil {
+		s.stopNotify() // after the controller: its last events go out too
 	}
 	if s.monitor != nil {
 		keep(s.monitor.Close())
