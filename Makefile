@@ -23,11 +23,10 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-# fuzz runs each fuzz target for a short while (the seed corpora also run in `make test`).
+# fuzz runs every fuzz target for FUZZTIME (the seed corpora also run in `make test`).
 FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run=NONE -fuzz=FuzzParseConfig -fuzztime=$(FUZZTIME) .
-	$(GO) test -run=NONE -fuzz=FuzzPushTar -fuzztime=$(FUZZTIME) ./artifact/
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 bench:
 	@scripts/deps.sh bench
