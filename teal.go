@@ -196,6 +196,10 @@ type Routes struct {
 	Traffic Traffic
 	// Preview is the colour the preview endpoint serves: the idle one; "" for none.
 	Preview Color
+	// Epoch names the split in force: the id of the release whose weighted steps set it, 0
+	// otherwise. Sticky-session cookies carry it, so that a cookie given during one release
+	// does not pin a client in the next.
+	Epoch int64
 }
 
 // System is the persisted state of the whole app: which colour is live, the traffic split and
