@@ -31,6 +31,7 @@ type Config struct {
 	DNS      DNSConfig      `yaml:"dns"`
 	Verify   VerifyConfig   `yaml:"verify"`
 	Notify   NotifyConfig   `yaml:"notify"`
+	Sessions SessionsConfig `yaml:"sessions"`
 }
 
 // RunConfig says how one instance of a version starts (local provider).
@@ -68,6 +69,22 @@ type ReleaseConfig struct {
 	PostCheck time.Duration `yaml:"post_check"`
 	// Window restricts when promotion is allowed; nil Allow = always.
 	Window WindowConfig `yaml:"window"`
+	// Steps are the weighted strategy's shares of traffic for the new colour, in percent;
+	// 100 is implied last.
+	Steps []int `yaml:"steps"`
+	// StepHold is the time at each step before the analysis decides. = DefaultStepHold.
+	StepHold time.Duration `yaml:"step_hold"`
+	// Sticky keeps a client on the colour it first got during weighted steps. = true.
+	Sticky bool `yaml:"sticky"`
+	// StickyExisting keeps clients that arrive with an app session (any cookie) on the old
+	// colour until the last step. = false.
+	StickyExisting bool `yaml:"sticky_existing"`
+	// LongDrain is how long WebSockets, SSE and streams on the old colour may go on after a
+	// switch; then they are closed politely (WebSocket 1001). = DefaultLongDrain.
+	LongDrain time.Duration `yaml:"long_drain"`
+	// MaxPause bounds teal pause --requests; then the router resumes by itself.
+	// = DefaultMaxPause.
+	MaxPause time.Duration `yaml:"max_pause"`
 }
 
 // Defaults of the config keys.
@@ -127,8 +144,16 @@ func DefaultConfig() Config {
 				MaxP99:       DefaultMaxP99,
 				MinRequests:  DefaultMinRequests,
 			},
+			StepHold:  DefaultStepHold,
+			Sticky:    true,
+			LongDrain: DefaultLongDrain,
+			MaxPause:  DefaultMaxPause,
 		},
-		Verify: VerifyConfig{Timeout: DefaultVerifyTimeout},
+		Verify: VerifyConfig{Timeout: DefaultVerifyTimeout, Shadow: ShadowConfig{
+			Duration:    DefaultShadowDuration,
+			Compare:     DefaultShadowCompare,
+			MaxMismatch: DefaultShadowMaxMismatch,
+		}},
 		Database: DatabaseConfig{
 			Mode:            DefaultDatabaseMode,
 			Engine:          DefaultDatabaseEngine,

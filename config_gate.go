@@ -26,6 +26,8 @@ type VerifyConfig struct {
 	Command []string `yaml:"command"`
 	// Timeout bounds the command, and each HTTP check; = DefaultVerifyTimeout.
 	Timeout time.Duration `yaml:"timeout"`
+	// Shadow mirrors live requests to the new colour; off unless Percent is set.
+	Shadow ShadowConfig `yaml:"shadow"`
 }
 
 // SmokeCheck is one HTTP check of verify.smoke.

@@ -76,7 +76,6 @@ func TestParseConfig_GateErrors(t *testing.T) {
 		{"window empty", "release: {window: {allow: []}}", "release.window.allow", "no promotion could ever happen"},
 		{"window zone", "release: {window: {allow: ['* 09:00-17:00'], timezone: Mars/Olympus}}", "release.window.timezone", "unknown time zone"},
 		{"webhook", "notify: {webhooks: [chat.example/hook]}", "notify.webhooks[0]", "want an http:// or https:// URL"},
-		{"shadow", "verify: {shadow: {percent: 10}}", "verify.shadow", "not supported yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

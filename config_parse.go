@@ -360,12 +360,13 @@ func newDecoder(file string, lookup func(string) (string, bool), c *Config, dc *
 		},
 	}
 	d.gateSchema(c, section)
+	d.trafficSchema(c, section)
 	return d
 }
 
 // sectionOrder lists the schema's sections in file order, for stable suggestions.
 func sectionOrder() []string {
-	return []string{"", "run", "health", "release", "release.analysis", "release.window", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53", "verify", "verify.smoke[]", "verify.smoke[].expect", "notify"}
+	return []string{"", "run", "health", "release", "release.analysis", "release.window", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53", "verify", "verify.smoke[]", "verify.smoke[].expect", "verify.shadow", "notify", "sessions"}
 }
 
 // add records e, found on line.
@@ -514,20 +515,12 @@ func (d *decoder) unknown(section, key string) string {
 func notBuilt(section, key string) (string, bool) {
 	var what string
 	switch joinKey(section, key) {
-	case "verify.shadow":
-		what = "shadow traffic"
-	case "sessions":
-		what = "session store checks"
 	case "kubernetes":
 		what = "the kubernetes provider"
 	case "haproxy":
 		what = "the haproxy router"
 	case "run.launch", "run.terminate":
 		what = "the exec provider"
-	case "release.steps", "release.step_hold", "release.sticky":
-		what = "weighted releases"
-	case "release.long_drain":
-		what = "long drains"
 	default:
 		return "", false
 	}
@@ -1016,16 +1009,15 @@ func (c *Config) validate(file string) ConfigErrors {
 		v.add("release.auto_after", c.Release.AutoAfter.String(), "only used with approval: auto; remove it or set release.approval: auto")
 	}
 	switch c.Release.Strategy {
-	case "switch":
-	case "weighted":
-		v.add("release.strategy", c.Release.Strategy, "not supported yet; works now: switch")
+	case "switch", "weighted":
 	default:
-		v.add("release.strategy", c.Release.Strategy, "want switch (weighted is not supported yet)")
+		v.add("release.strategy", c.Release.Strategy, "want switch or weighted")
 	}
 	v.nonNegative("release.drain_timeout", c.Release.DrainTimeout)
 	v.nonNegative("release.keep_old", c.Release.KeepOld)
 	c.validateDatabase(v)
 	c.validateGate(v)
+	c.validateTraffic(v)
 	return v.errs
 }
 

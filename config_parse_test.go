@@ -112,6 +112,10 @@ func TestParseConfig_Full(t *testing.T) {
 			DrainTimeout: 45 * time.Second,
 			KeepOld:      time.Hour,
 			Analysis:     DefaultConfig().Release.Analysis,
+			StepHold:     DefaultStepHold,
+			Sticky:       true,
+			LongDrain:    DefaultLongDrain,
+			MaxPause:     DefaultMaxPause,
 		},
 		Verify: DefaultConfig().Verify,
 		Database: DatabaseConfig{
@@ -483,21 +487,14 @@ func TestParseConfig_NotSupportedYet(t *testing.T) {
 		key  string
 		want string
 	}{
-		{"verify.shadow", "verify: {shadow: {percent: 10}}", "verify.shadow", "not supported yet (shadow traffic)"},
-		{"sessions", "sessions: {redis: x}", "sessions", "not supported yet"},
 		{"kubernetes", "kubernetes: {namespace: default}", "kubernetes", "not supported yet"},
 		{"haproxy", "haproxy: {socket: /run/x}", "haproxy", "not supported yet"},
 		{"run.launch", "run: {launch: [./launch.sh]}", "run.launch", "not supported yet (the exec provider"},
 		{"run.terminate", "run: {terminate: [./terminate.sh]}", "run.terminate", "not supported yet"},
-		{"release.steps", "release: {steps: [10, 50]}", "release.steps", "not supported yet"},
-		{"release.step_hold", "release: {step_hold: 1m}", "release.step_hold", "not supported yet"},
-		{"release.sticky", "release: {sticky: true}", "release.sticky", "not supported yet"},
-		{"release.long_drain", "release: {long_drain: 1h}", "release.long_drain", "not supported yet"},
 		{"provider kubernetes", "provider: kubernetes", "provider", `"kubernetes": not supported yet; works now: local`},
 		{"provider exec", "provider: exec", "provider", "not supported yet; works now: local"},
 		{"router haproxy", "router: haproxy", "router", `"haproxy": not supported yet; works now: builtin`},
 		{"router none", "router: none", "router", "not supported yet; works now: builtin"},
-		{"strategy weighted", "release: {strategy: weighted}", "release.strategy", `"weighted": not supported yet; works now: switch`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
