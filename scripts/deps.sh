@@ -8,6 +8,7 @@ need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
 case "${1:-test}" in
   test)
     need curl curl
+    need jq jq     # the CI examples' scripts (cmd/teal/examples_test.go)
     need gcc gcc   # cgo: the migration classifier uses PostgreSQL's parser (pg_query)
     # PostgreSQL server binaries for throwaway clusters (initdb, pg_ctl) and its clients.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
@@ -16,6 +17,8 @@ case "${1:-test}" in
     need named bind9
     need dig bind9-dnsutils
     need nsupdate bind9-dnsutils
+    # Chromium for the dashboard's browser tests (driven with chromedp).
+    need chromium chromium
     ;;
   bench)
     need wrk wrk
