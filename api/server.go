@@ -1,9 +1,6 @@
 package api
 
 import (
-	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,11 +50,20 @@ type Server struct {
 	Artifacts ArtifactStore
 	// Logs finds instance output; nil answers 501 on the logs route.
 	Logs LogSource
-	// Token is the admin bearer token every /api/ call must present. Empty refuses every
-	// call: an API without a token is never open by accident.
+	// Token is the admin bearer token; every /api/ call must present it, a token of Tokens,
+	// or a dashboard session. Empty refuses every call: an API without a token is never open
+	// by accident.
 	Token string
-	// Metrics serves GET /metrics without authentication; nil answers 404.
+	// Tokens are more bearer tokens, name → token (LoadTokens); each acts as api:NAME, and
+	// logs in to the dashboard as dashboard:NAME. = nil (only the admin token).
+	Tokens map[string]string
+	// Metrics serves GET /metrics; nil answers 404.
 	Metrics http.Handler
+	// MetricsToken, when set, is the bearer token GET /metrics requires. = "" (open).
+	MetricsToken string
+	// Dashboard serves every path outside /api/, /healthz and /metrics (the web page, its
+	// login and its assets); nil serves a plain page that points at the API.
+	Dashboard http.Handler
 	// Heartbeat is the comment interval of the event stream; = DefaultHeartbeat.
 	Heartbeat time.Duration
 	// LogPoll is the growth check interval of a followed log; = DefaultLogPoll.
@@ -98,7 +104,7 @@ func (s *Server) log() *slog.Logger {
 	return s.Logger
 }
 
-// Handler returns the routes of spec/api.md (except the dashboard's, still to come).
+// Handler returns the routes of spec/api.md, and the Dashboard's.
 func (s *Server) Handler() http.Handler {
 	v1 := http.NewServeMux()
 	v1.Handle("GET /api/v1/status", s.handle(s.status))
@@ -124,19 +130,27 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})
 	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics)
+		m := s.Metrics
+		if s.MetricsToken != "" {
+			m = s.requireMetricsToken(m)
+		}
+		mux.Handle("GET /metrics", m)
 	}
-	mux.HandleFunc("GET /{$}", s.index)
+	if s.Dashboard != nil {
+		mux.Handle("/", s.Dashboard)
+	} else {
+		mux.HandleFunc("GET /{$}", s.index)
+	}
 	return mux
 }
 
-// index stands in for the dashboard until it is built.
+// index is the page of a server without a dashboard.
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = io.WriteString(w, `<!doctype html>
 <title>teal</title>
-<p>teal: the dashboard is not built yet.
+<p>teal: this server has no dashboard.
 <p>The API answers at <a href="/api/v1/status">/api/v1/status</a> (with the admin token).
 `)
 }
@@ -149,30 +163,6 @@ func actorOf(r *http.Request) string {
 		return a
 	}
 	return AdminActor
-}
-
-// authenticate lets through only calls with the admin bearer token and records who acts.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	// Comparing digests keeps the comparison constant-time in the token's length too.
-	want := sha256.Sum256([]byte(s.Token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		tok, ok := bearer(r.Header.Get("Authorization"))
-		got := sha256.Sum256([]byte(tok))
-		if !ok || s.Token == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="teal"`)
-			s.writeError(w, r, httpError(http.StatusUnauthorized,
-				"pass the admin token: --token, $TEAL_TOKEN, or the config's admin_token_file",
-				"unauthorised: missing or wrong admin token"))
-			return
-		}
-		actor := AdminActor
-		if a := r.Header.Get(ActorHeader); validActor(a) {
-			actor = a
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
-	})
 }
 
 // bearer extracts the token of an "Authorization: Bearer TOKEN" header.

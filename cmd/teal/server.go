@@ -24,6 +24,7 @@ import (
 	"teal.dev/teal"
 	"teal.dev/teal/api"
 	"teal.dev/teal/artifact"
+	"teal.dev/teal/dashboard"
 	"teal.dev/teal/health"
 	"teal.dev/teal/local"
 	"teal.dev/teal/postgres"
@@ -190,6 +191,15 @@ func (s *server) Start(ctx context.Context) (err error) {
 	apiSrv := api.NewServer(s.ctl, arts, s.provider, s.token)
 	apiSrv.Logger = log
 	apiSrv.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	apiSrv.MetricsToken = cfg.MetricsToken
+	if cfg.TokensFile != "" {
+		if apiSrv.Tokens, err = api.LoadTokens(cfg.TokensFile); err != nil {
+			return err
+		}
+	}
+	dash := dashboard.New(s.ctl, apiSrv)
+	dash.Logger = log.With("component", "dashboard")
+	apiSrv.Dashboard = dash
 
 	// Subscribed before Open, so that a resumed release's first events are announced too.
 	s.stopNotify = startNotify(cfg, s.ctl, log)
