@@ -28,6 +28,10 @@ type Deps struct {
 	DNS       DNS // nil when dns: is not configured
 	// Verifier runs the smoke checks in the verifying phase; nil when verify: has none.
 	Verifier Verifier
+	// Shadow mirrors live traffic to the new colour (verify.shadow); nil without it.
+	Shadow Shadower
+	// Sessions is the shared session store checked before the gate; nil without sessions:.
+	Sessions SessionStore
 	// Now tells the time for release windows; nil is time.Now.
 	Now func() time.Time
 }
@@ -68,6 +72,7 @@ type Controller struct {
 	lag              map[Color]DBLag    // latest replication lag measured per colour
 	window           *window.Window     // release.window; nil allows any time
 	judgement        *Judgement         // the latest post-switch analysis
+	shadowRep        *ShadowReport      // the latest shadow traffic report
 
 	wg sync.WaitGroup
 }
@@ -82,12 +87,22 @@ type trafficCounter interface {
 // releaseRun is the goroutine driving the release in progress.
 type releaseRun struct {
 	cancel   context.CancelCauseFunc
-	promote  chan string          // actor; buffered 1
+	promote  chan promotion       // buffered 1
 	rollback chan rollbackRequest // during post_check; buffered 1
 	done     chan struct{}
-	// checking is set while the post-switch analysis runs: promote then accepts the new
-	// colour and rollback returns to the old one. Guarded by Controller.mu.
+	// checking is set while the post-switch analysis or the weighted steps run: promote
+	// then moves on and rollback returns to the old colour. Guarded by Controller.mu.
 	checking bool
+	// stepping is set during weighted steps; paused holds the weight (by whom).
+	stepping bool
+	paused   string
+}
+
+// promotion is a decision to go on: at the gate, at a weighted step (Full: skip the remaining
+// steps), or at the post-switch analysis.
+type promotion struct {
+	actor string
+	full  bool
 }
 
 // errShutdown is the cancel cause when the server stops: the release is left as persisted, to
@@ -342,11 +357,11 @@ func (c *Controller) startRelease(ctx context.Context, art *Artifact, actor stri
 // start runs rel's goroutine; c.mu is held.
 func (c *Controller) start(rel *Release) {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	run := &releaseRun{cancel: cancel, promote: make(chan string, 1), rollback: make(chan rollbackRequest, 1), done: make(chan struct{})}
+	run := &releaseRun{cancel: cancel, promote: make(chan promotion, 1), rollback: make(chan rollbackRequest, 1), done: make(chan struct{})}
 	c.cur = rel
 	c.run = run
 	if rel.Promoted != nil {
-		run.promote <- rel.Actor
+		run.promote <- promotion{actor: rel.Actor}
 	}
 	go func() {
 		defer close(run.done)
@@ -357,6 +372,16 @@ func (c *Controller) start(rel *Release) {
 // Promote opens the gate of the release in progress. With no release in progress, a release
 // that was rolled back while its colour is still warm is released again.
 func (c *Controller) Promote(ctx context.Context, actor string) (*Release, error) {
+	return c.promote(ctx, actor, false)
+}
+
+// PromoteFull is Promote that, during weighted steps, skips the remaining steps: all traffic
+// moves to the new colour at once.
+func (c *Controller) PromoteFull(ctx context.Context, actor string) (*Release, error) {
+	return c.promote(ctx, actor, true)
+}
+
+func (c *Controller) promote(ctx context.Context, actor string, full bool) (*Release, error) {
 	actor = actorOr(actor)
 	c.mu.Lock()
 	rel, run := c.cur, c.run
@@ -365,11 +390,11 @@ func (c *Controller) Promote(ctx context.Context, actor string) (*Release, error
 		return c.repromote(ctx, actor)
 	}
 	if run.checking {
-		// The switch is done and the analysis runs: promote keeps the new colour now.
+		// Weighted steps or the post-switch analysis run: promote moves on now.
 		out := cloneRelease(rel)
 		c.mu.Unlock()
 		select {
-		case run.promote <- actor:
+		case run.promote <- promotion{actor: actor, full: full}:
 		default:
 		}
 		return out, nil
@@ -396,7 +421,7 @@ func (c *Controller) Promote(ctx context.Context, actor string) (*Release, error
 		return nil, fmt.Errorf("record promotion: %w", err)
 	}
 	select {
-	case run.promote <- actor:
+	case run.promote <- promotion{actor: actor, full: full}:
 	default:
 	}
 	msg := fmt.Sprintf("release #%d promoted", rel.ID)
@@ -586,7 +611,7 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 			before.Environments[k] = &cp
 		}
 		c.sys.Live = col
-		c.sys.Traffic = routes.Traffic
+		c.sys.Traffic, c.sys.Epoch = routes.Traffic, 0
 		c.setState(c.sys.Env(col), EnvLive, now)
 		c.sys.Env(col).DBRetireAt = nil
 		oenv := c.sys.Env(old)
@@ -627,7 +652,7 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				now := time.Now().UTC()
-				c.sys.Live, c.sys.Traffic = old, back.Traffic
+				c.sys.Live, c.sys.Traffic, c.sys.Epoch = old, back.Traffic, 0
 				c.setState(c.sys.Env(old), EnvLive, now)
 				c.setState(c.sys.Env(col), EnvReady, now)
 				c.sys.Env(old).DBRetireAt = nil
@@ -647,7 +672,13 @@ func (c *Controller) switchTo(ctx context.Context, rel *Release, col Color, acto
 	}
 
 	// Drain in the background: the switch is done, and the old colour keeps running either way.
-	c.wg.Add(1)
+	// WebSockets and streams on the old colour go on until release.long_drain.
+	switched := time.Now()
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.longDrain(old, switched)
+	}()
 	go func() {
 		defer c.wg.Done()
 		dctx, cancel := context.WithTimeout(context.Background(), c.cfg.Release.DrainTimeout)
@@ -743,7 +774,7 @@ func (c *Controller) phases(ctx context.Context, rel *Release, run *releaseRun) 
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := c.doSwitch(context.WithoutCancel(ctx), rel); err != nil {
+			if err := c.doSwitch(ctx, rel, run); err != nil {
 				return err
 			}
 			// The analysis after the switch may be interrupted: a shutdown resumes it, and
@@ -880,6 +911,12 @@ func (c *Controller) verify(ctx context.Context, rel *Release) error {
 	if err := c.smoke(ctx, rel); err != nil {
 		return err
 	}
+	if err := c.checkSessions(ctx, rel); err != nil {
+		return err
+	}
+	if err := c.shadow(ctx, rel); err != nil {
+		return err
+	}
 	return c.waitDatabaseReady(ctx, rel, c.cfg.Health.Deadline)
 }
 
@@ -905,8 +942,8 @@ func (c *Controller) gate(ctx context.Context, rel *Release, run *releaseRun) er
 	if rel.Promoted != nil {
 		actor = rel.Actor // promoted before it got here (teal promote early, or a re-release)
 		select {
-		case a := <-run.promote:
-			actor = a
+		case p := <-run.promote:
+			actor = p.actor
 		default:
 		}
 	}
@@ -941,8 +978,8 @@ wait:
 			}
 		}
 		select {
-		case a := <-run.promote:
-			actor = a
+		case p := <-run.promote:
+			actor = p.actor
 		case <-auto:
 			autoDue = true
 		case <-watch.C:
@@ -997,7 +1034,10 @@ func deref(o *Outcome) Outcome {
 
 // doSwitch moves traffic to the new colour. Resumed after a crash, it first makes sure the new
 // colour is still healthy; if it is not, the release fails and traffic stays where it is.
-func (c *Controller) doSwitch(ctx context.Context, rel *Release) error {
+func (c *Controller) doSwitch(rctx context.Context, rel *Release, run *releaseRun) error {
+	// The switch itself must not be interrupted, by an abort or a shutdown; the weighted
+	// steps, which wait, may be (a shutdown resumes them at the step they were at).
+	ctx := context.WithoutCancel(rctx)
 	c.mu.Lock()
 	done := c.sys.Live == rel.Color && c.sys.Traffic.Of(rel.Color) == 100
 	c.mu.Unlock()
@@ -1014,6 +1054,11 @@ func (c *Controller) doSwitch(ctx context.Context, rel *Release) error {
 	}
 	if err := c.waitDNSTTL(ctx, rel); err != nil {
 		return err
+	}
+	if c.cfg.Release.Strategy == "weighted" && rel.From != "" {
+		if err := c.weightedSteps(rctx, rel, run); err != nil {
+			return err
+		}
 	}
 	if err := c.switchTo(ctx, rel, rel.Color, ActorSystem, fmt.Sprintf("release #%d", rel.ID), false); err != nil {
 		return err
@@ -1091,6 +1136,7 @@ func (c *Controller) teardownDatabase(ctx context.Context, rel *Release) error {
 
 // stopColor stops col's instances and forgets them. Never called on the live colour.
 func (c *Controller) stopColor(ctx context.Context, col Color) error {
+	c.closeLongLived(col)
 	c.d.Health.Unwatch(col)
 	if err := c.d.Router.SetBackends(ctx, col, nil); err != nil {
 		return err
@@ -1226,6 +1272,9 @@ func (c *Controller) launchRequest(ctx context.Context, col Color, art *Artifact
 // when it runs anything.
 func (c *Controller) routes() Routes {
 	r := Routes{Traffic: c.sys.Traffic}
+	if r.Traffic.Blue > 0 && r.Traffic.Green > 0 {
+		r.Epoch = c.sys.Epoch
+	}
 	idle := Blue
 	if c.sys.Live != "" {
 		idle = c.sys.Live.Other()
@@ -1384,6 +1433,11 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	if c.judgement != nil && c.cur != nil {
 		j := *c.judgement
 		st.Analysis = &j
+	}
+	st.Paused, st.Maintenance = c.pauseStatusLocked()
+	if c.shadowRep != nil && c.cur != nil {
+		r := *c.shadowRep
+		st.Shadow = &r
 	}
 	lags := make(map[Color]DBLag, len(c.lag))
 	for k, v := range c.lag {

@@ -185,7 +185,8 @@ func (c *Controller) postCheck(ctx context.Context, rel *Release, run *releaseRu
 	var j Judgement
 	for {
 		select {
-		case actor := <-run.promote:
+		case pr := <-run.promote:
+			actor := pr.actor
 			c.setJudgement(&j)
 			c.event(ctx, rel, EventAction, actor, fmt.Sprintf("post-check of release #%d accepted by %s (so far: %s)", rel.ID, actor, j.Reason), nil)
 			c.endStep(ctx, rel, step, nil)

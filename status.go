@@ -17,6 +17,20 @@ type Status struct {
 	// Analysis is the latest judgement of the new colour while the release in progress is
 	// in its post-switch check.
 	Analysis *Judgement `json:"analysis,omitempty"`
+	// Paused says what teal pause holds: the weighted release's weight, new requests, or both.
+	Paused *PauseStatus `json:"paused,omitempty"`
+	// Shadow is the shadow traffic report of the release in progress.
+	Shadow *ShadowReport `json:"shadow,omitempty"`
+	// Maintenance is on while every production request is answered 503 (teal maintenance on).
+	Maintenance bool `json:"maintenance,omitempty"`
+}
+
+// PauseStatus is what is paused.
+type PauseStatus struct {
+	Release  string     `json:"release,omitempty"` // who holds the weighted release at its weight
+	Requests bool       `json:"requests,omitempty"`
+	Since    *time.Time `json:"since,omitempty"`   // requests held since
+	Waiting  int        `json:"waiting,omitempty"` // requests waiting now
 }
 
 // ColorStatus is the summary of one colour.

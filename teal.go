@@ -205,8 +205,10 @@ type Routes struct {
 // System is the persisted state of the whole app: which colour is live, the traffic split and
 // both environments. It is the controller's source of truth after a restart.
 type System struct {
-	Live         Color                  `json:"live,omitempty"`
-	Traffic      Traffic                `json:"traffic"`
+	Live    Color   `json:"live,omitempty"`
+	Traffic Traffic `json:"traffic"`
+	// Epoch is the release whose weighted steps set Traffic; 0 when one colour has it all.
+	Epoch        int64                  `json:"epoch,omitempty"`
 	Environments map[Color]*Environment `json:"environments"`
 	// DNS is what teal last set in DNS (dns: configured), the compare-and-swap base of the
 	// next change.

@@ -116,6 +116,9 @@ func (s *Server) Handler() http.Handler {
 	v1.Handle("POST /api/v1/releases/current/promote", s.handle(s.promote))
 	v1.Handle("POST /api/v1/releases/current/abort", s.handle(s.abort))
 	v1.Handle("POST /api/v1/rollback", s.handle(s.rollback))
+	v1.Handle("POST /api/v1/pause", s.handle(s.pause))
+	v1.Handle("POST /api/v1/resume", s.handle(s.resume))
+	v1.Handle("POST /api/v1/maintenance", s.handle(s.maintenance))
 	v1.Handle("GET /api/v1/instances", s.handle(s.instances))
 	v1.HandleFunc("GET /api/v1/events", s.events)
 	v1.HandleFunc("GET /api/v1/instances/{color}/{n}/logs", s.logs)
@@ -258,7 +261,19 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) promote(w http.ResponseWriter, r *http.Request) error {
-	rel, err := s.Controller.Promote(r.Context(), actorOf(r))
+	var body PromoteBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	promote := s.Controller.Promote
+	if body.Full {
+		tc, err := s.traffic()
+		if err != nil {
+			return err
+		}
+		promote = tc.PromoteFull
+	}
+	rel, err := promote(r.Context(), actorOf(r))
 	if err != nil {
 		return err
 	}

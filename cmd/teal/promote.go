@@ -10,6 +10,7 @@ import (
 func newPromoteCmd(g *globals) *cobra.Command {
 	var (
 		wait    bool
+		full    bool
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
@@ -18,7 +19,8 @@ func newPromoteCmd(g *globals) *cobra.Command {
 		Long: `Opens the gate of the release in progress (the dashboard's Release button); a release
 promoted before it reaches the gate switches as soon as it does. With no release in
 progress, the latest release, if it was rolled back and its colour is still warm, is
-released again.`,
+released again. During weighted steps it moves to the next step now (--full: all traffic), and
+during the post-switch analysis it keeps the new colour.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -31,7 +33,11 @@ released again.`,
 				w = newWaiter(ctx, g, c)
 				defer w.close()
 			}
-			rel, err := c.Promote(ctx)
+			promote := c.Promote
+			if full {
+				promote = c.PromoteFull
+			}
+			rel, err := promote(ctx)
 			if err != nil {
 				return err
 			}
@@ -53,5 +59,6 @@ released again.`,
 		},
 	}
 	addWaitFlags(cmd, &wait, &timeout, "the release is released")
+	cmd.Flags().BoolVar(&full, "full", false, "during weighted steps, skip the remaining ones: all traffic at once")
 	return cmd
 }
