@@ -107,7 +107,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) (err error) {
 		d.say("The server keeps running. Try it:")
 		d.say("  traffic    http://%s", d.srv.ListenAddr)
 		d.say("  preview    http://%s", d.srv.PreviewAddr)
-		d.say("  API        http://%s  (token in %s)", d.srv.AdminAddr, d.srv.Config.AdminTokenFile)
+		d.say("  dashboard  http://%s  (log in with the token in %s)", d.srv.AdminAddr, d.srv.Config.AdminTokenFile)
 		d.say("  teal -c %s status", filepath.Join(dir, "teal.yaml"))
 		d.say("Ctrl-C stops it, its instances and its databases.")
 		<-ctx.Done()
@@ -187,6 +187,12 @@ release:
   approval: manual
   drain_timeout: 5s
   keep_old: 30m
+  post_check: 3s
+  analysis: { max_error_rate: 1%%, max_p99: 2s, min_requests: 20 }
+verify:
+  smoke:
+    - { name: home page, request: GET /, expect: { status: 200, body_contains: shop } }
+    - { name: version, request: GET /version, expect: { status: 200 } }
 %s`, ports[0], ports[1], ports[2], dbYAML)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		return err
