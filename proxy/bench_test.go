@@ -76,3 +76,38 @@ func BenchmarkRouter(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkRouter_Sticky is the live handler during a 50/50 split with sticky sessions, for a
+// returning client (a valid cookie) and a new one (given a cookie).
+func BenchmarkRouter_Sticky(b *testing.B) {
+	up := func(name string) *testBackend {
+		return newBackend(b, name, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, name) })
+	}
+	r := newTestRouter(b)
+	r.Sticky = Sticky{Enabled: true, Key: []byte("bench key")}
+	setBackends(b, r, teal.Blue, up("blue").addr())
+	setBackends(b, r, teal.Green, up("green").addr())
+	route(b, r, teal.Routes{Traffic: teal.Traffic{Blue: 50, Green: 50}, Epoch: 1})
+	for _, tc := range []struct{ name, cookie string }{
+		{"returning", "session=1; teal_color=" + stickyValue(r.Sticky.Key, teal.Green, 1)},
+		{"new", ""},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := r.Handler()
+			req := httptest.NewRequest(http.MethodGet, "http://shop.example/", nil)
+			if tc.cookie != "" {
+				req.Header.Set("Cookie", tc.cookie)
+			}
+			w := &discardWriter{h: make(http.Header)}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				w.status = 0
+				h.ServeHTTP(w, req)
+			}
+			if w.status != http.StatusOK {
+				b.Fatalf("status = %d, want 200", w.status)
+			}
+		})
+	}
+}

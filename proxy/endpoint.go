@@ -83,8 +83,11 @@ func (h *colorHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	e.last[h.color].Store(time.Now().UnixNano())
 	e.arrived[h.color].Add(1)
 	cnt := &e.counters[h.color]
-	cnt.inFlight.Add(1)
-	r.wait(req)
+	if !r.wait(req) {
+		r.serveQueueFull(w, cnt)
+		return
+	}
+	cnt.active.Add(1)
 	p := r.table.Load().pools[h.color]
 	rec := r.recorders.Get().(*recorder)
 	rec.reset(w, cnt, endpoint, h.color, req)
@@ -92,7 +95,10 @@ func (h *colorHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if p == nil {
 		unavailable(rec, endpoint, h.color)
 	} else {
-		p.pick().proxy.ServeHTTP(rec, req)
+		if len(req.Header["Upgrade"]) > 0 {
+			req = r.trackUpgrade(rec, req, h.color)
+		}
+		p.pick().proxies[endpoint].ServeHTTP(rec, req)
 	}
 	rec.done = true
 }
@@ -113,9 +119,14 @@ func (r *Router) finishEndpoint(rec *recorder) {
 		status = http.StatusOK
 	}
 	rec.cnt.count(status)
-	rec.cnt.inFlight.Add(-1)
 	if rec.hijacked {
+		rec.cnt.longLived.Add(-1)
 		rec.cnt.openConns.Add(-1)
+		if rec.up != nil {
+			rec.up.set.remove(rec.up)
+		}
+	} else {
+		rec.cnt.active.Add(-1)
 	}
 	rec.reset(nil, nil, 0, 0, nil)
 	r.recorders.Put(rec)

@@ -39,7 +39,7 @@ func TestRouter_HoldThenSwitch(t *testing.T) {
 	}
 	// The held requests reach neither colour.
 	waitFor(t, 5*time.Second, "requests held in the router", func() bool {
-		return r.counters[live][blue].inFlight.Load() == 0 && hits(b, g) == 0
+		return r.counters[live][blue].inFlight() == 0 && hits(b, g) == 0
 	})
 	if err := r.DrainRequests(context.Background(), teal.Blue); err != nil {
 		t.Fatalf("drain while held: %v", err)

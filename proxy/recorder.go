@@ -14,9 +14,11 @@ type recorder struct {
 	cnt      *counters
 	listener int
 	color    int
-	status   int  // the final status; 0 until one is written
-	hijacked bool // the connection was taken over for a protocol switch (WebSocket)
-	done     bool // the proxy returned normally
+	status   int      // the final status; 0 until one is written
+	hijacked bool     // the connection was taken over for a protocol switch (WebSocket)
+	done     bool     // the proxy returned normally
+	up       *upgrade // the upgrade being tracked, for an upgrade request; nil otherwise
+	mirror   *mirror  // the shadow mirror of this request, when it was chosen; nil otherwise
 }
 
 func (r *recorder) reset(w http.ResponseWriter, cnt *counters, listener, color int, req *http.Request) {
@@ -38,6 +40,9 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	if r.mirror != nil {
+		r.mirror.capture(p)
+	}
 	return r.w.Write(p)
 }
 
@@ -54,13 +59,24 @@ func (r *recorder) FlushError() error {
 }
 
 // Hijack is how ReverseProxy takes over the client connection after a 101 Switching
-// Protocols; the upgraded connection stays counted in flight until the proxy returns.
+// Protocols. From then on the request is a long-lived connection, not a request in flight
+// that Drain waits for, until the proxy returns. When the upgrade is tracked, the connection
+// handed to ReverseProxy is wrapped, so that CloseLongLived can close it politely.
 func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(r.w).Hijack()
 	if err == nil && !r.hijacked {
 		r.hijacked = true
 		r.status = http.StatusSwitchingProtocols
+		r.cnt.longLived.Add(1)
 		r.cnt.openConns.Add(1)
+		r.cnt.active.Add(-1)
+		if u := r.up; u != nil && u.back != nil {
+			u.front = &relay{rw: conn, ws: u.ws}
+			conn = &frontConn{Conn: conn, r: u.front}
+			u.set.add(u)
+		} else {
+			r.up = nil // nothing to close politely: not in the set
+		}
 	}
 	return conn, brw, err
 }

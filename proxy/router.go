@@ -36,8 +36,9 @@ type Stats struct {
 	Errors5xx      int64 // answered with a 5xx, the router's own 502 and 503 included
 	UpstreamErrors int64 // the backend could not be reached or broke off its response
 	Failed         int64 // answered with a 5xx or broken off: each failed request once
-	InFlight       int64 // being served now, upgraded (WebSocket) connections included
+	InFlight       int64 // being served now, long-lived connections included
 	OpenConns      int64 // upgraded (WebSocket) connections open now
+	LongLived      int64 // long-lived connections open now: upgraded ones and event streams
 }
 
 // Router is the built-in HTTP router. It implements teal.Router: the controller gives it each
@@ -59,20 +60,31 @@ type Router struct {
 	// MaxHold bounds how long Hold keeps a request waiting; then it is routed by the table
 	// of the moment. = DefaultMaxHold.
 	MaxHold time.Duration
+	// Sticky configures sticky sessions during weighted splits (sticky.go). Set it before
+	// the first SetBackends or Route. Off by default.
+	Sticky Sticky
+	// CloseGrace is how long CloseLongLived lets a WebSocket's close handshake run before
+	// closing both connections. = DefaultCloseGrace.
+	CloseGrace time.Duration
 
-	mu    sync.Mutex // serialises writers of table; readers never take it
-	table atomic.Pointer[table]
-	held  atomic.Pointer[chan struct{}] // non-nil while Hold is in force
-	seq   atomic.Uint64                 // request sequence for weighted splits
+	mu        sync.Mutex // serialises writers of table (and stickyOld); readers never take it
+	table     atomic.Pointer[table]
+	stickyOld teal.Color             // the colour existing sessions stay on (SetStickyOld)
+	held      atomic.Pointer[gate]   // non-nil while Hold is in force (pause.go)
+	paused    atomic.Pointer[gate]   // non-nil while Pause is in force (pause.go)
+	shadow    atomic.Pointer[shadow] // non-nil while shadow traffic runs (shadow.go)
+	seq       atomic.Uint64          // request sequence for weighted splits
 	// maintenance is on while every production request is answered 503 (maintenance.go).
 	maintenance atomic.Bool
 
-	counters  [2][3]counters // by listener, then colour index (none included)
-	endpoints *endpoints     // the colour endpoints' own counters (endpoint.go)
-	metrics   *metrics
-	recorders sync.Pool
-	buffers   bufferPool
-	handlers  [2]handler
+	counters     [2][3]counters // by listener, then colour index (none included)
+	endpoints    *endpoints     // the colour endpoints' own counters (endpoint.go)
+	long         [2]longSet     // long-lived connections by colour, any listener (longlived.go)
+	shadowCounts [shadowResults]atomic.Int64
+	metrics      *metrics
+	recorders    sync.Pool
+	buffers      bufferPool
+	handlers     [2]handler
 }
 
 var _ teal.Router = (*Router)(nil)
@@ -80,9 +92,10 @@ var _ teal.Router = (*Router)(nil)
 // NewRouter returns a Router with nothing live and no backends: every request is answered
 // 503 until Route and SetBackends say otherwise.
 func NewRouter() *Router {
-	r := &Router{Transport: NewTransport(), MaxHold: DefaultMaxHold, endpoints: newEndpoints()}
+	r := &Router{Transport: NewTransport(), MaxHold: DefaultMaxHold, CloseGrace: DefaultCloseGrace,
+		endpoints: newEndpoints()}
 	r.table.Store(newTable(teal.Routes{}, [2]*pool{}))
-	r.metrics = newMetrics(&r.counters)
+	r.metrics = newMetrics(r)
 	r.recorders.New = func() any { return new(recorder) }
 	r.handlers = [2]handler{{r: r, listener: live}, {r: r, listener: preview}}
 	return r
@@ -105,8 +118,9 @@ func (r *Router) Stats(c teal.Color) Stats {
 	cnt := &r.counters[live][colorIndex(c)]
 	s := Stats{
 		UpstreamErrors: cnt.upstreamErrors.Load(),
-		InFlight:       cnt.inFlight.Load(),
+		InFlight:       cnt.inFlight(),
 		OpenConns:      cnt.openConns.Load(),
+		LongLived:      cnt.longLived.Load(),
 		Errors5xx:      cnt.codes[5].Load(),
 		Failed:         cnt.failed.Load(),
 	}
@@ -142,7 +156,8 @@ func (r *Router) Sample(c teal.Color) teal.TrafficSample {
 
 // Collectors returns the router's Prometheus metrics, for the caller to register:
 // teal_requests_total{listener,color,code}, teal_request_duration_seconds{listener,color},
-// teal_open_connections{listener,color}, teal_upstream_errors_total{color} and
+// teal_open_connections{listener,color}, teal_upstream_errors_total{color},
+// teal_long_lived_connections{color}, teal_shadow_requests_total{result} and
 // teal_endpoint_requests_total{color}.
 func (r *Router) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{r.metrics, r.metrics.duration, r.endpoints}
@@ -164,7 +179,7 @@ func (r *Router) SetBackends(_ context.Context, c teal.Color, addrs []string) er
 	old := r.table.Load()
 	pools := old.pools
 	pools[colorIndex(c)] = r.newPool(c, addrs)
-	r.table.Store(newTable(old.routes, pools))
+	r.table.Store(r.newTable(old.routes, pools))
 	r.logger().Debug("backends set", "color", c, "backends", addrs)
 	return nil
 }
@@ -177,20 +192,32 @@ func (r *Router) Route(_ context.Context, routes teal.Routes) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.table.Store(newTable(routes, r.table.Load().pools))
+	r.table.Store(r.newTable(routes, r.table.Load().pools))
 	r.logger().Debug("routes set", "blue", routes.Traffic.Blue, "green", routes.Traffic.Green,
-		"preview", routes.Preview)
+		"preview", routes.Preview, "epoch", routes.Epoch)
 	return nil
 }
 
-// Drain waits until no production request routed to c is in flight, upgraded connections
-// included, or ctx ends. Preview requests are not waited for.
+// newTable returns the table for routes and pools with the Router's sticky settings; the
+// caller holds r.mu.
+func (r *Router) newTable(routes teal.Routes, pools [2]*pool) *table {
+	t := newTable(routes, pools)
+	if t.split != nil {
+		t.sticky = newStickyTable(&r.Sticky, r.stickyOld, routes.Epoch)
+	}
+	return t
+}
+
+// Drain waits until no ordinary production request routed to c is in flight, or ctx ends.
+// Long-lived connections (upgraded connections and event streams) are not waited for: they
+// stay open across the switch, and ending them is CloseLongLived's business, after
+// release.long_drain. Preview requests are not waited for either.
 func (r *Router) Drain(ctx context.Context, c teal.Color) error {
 	if !c.Valid() {
 		return fmt.Errorf("drain: colour %q: %w", c, teal.ErrInvalid)
 	}
 	cnt := &r.counters[live][colorIndex(c)]
-	if cnt.inFlight.Load() == 0 {
+	if cnt.active.Load() == 0 {
 		return nil
 	}
 	tick := time.NewTicker(drainPoll)
@@ -198,76 +225,23 @@ func (r *Router) Drain(ctx context.Context, c teal.Color) error {
 	for {
 		select {
 		case <-ctx.Done():
-			if n := cnt.inFlight.Load(); n > 0 {
+			if n := cnt.active.Load(); n > 0 {
 				return fmt.Errorf("drain %s: %d requests still in flight: %w", c, n, ctx.Err())
 			}
 			return nil
 		case <-tick.C:
-			if cnt.inFlight.Load() == 0 {
+			if cnt.active.Load() == 0 {
 				return nil
 			}
 		}
 	}
 }
 
-// Hold makes new production requests wait, in the router, until the returned release is called
-// (or MaxHold passes, or the client goes away); requests in flight carry on. It is the short
-// pause of a database switchover: no request reaches either colour while writes move, and none
-// fails. Release is idempotent; held requests are then routed by the table of that moment.
-func (r *Router) Hold() (release func()) {
-	ch := make(chan struct{})
-	r.held.Store(&ch)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			r.held.CompareAndSwap(&ch, nil)
-			close(ch)
-		})
-	}
-}
-
-// wait blocks a production request while a hold is in force.
-func (r *Router) wait(req *http.Request) {
-	h := r.held.Load()
-	if h == nil {
-		return
-	}
-	t := time.NewTimer(r.MaxHold)
-	defer t.Stop()
-	select {
-	case <-*h:
-	case <-t.C:
-	case <-req.Context().Done():
-	}
-}
-
-// DrainRequests is Drain without upgraded connections: it waits until no plain production
-// request routed to c is in flight. WebSockets may stay open across a database switchover;
-// requests may not.
+// DrainRequests is Drain, under the name the database switchover uses: it waits until no
+// ordinary production request routed to c is in flight. Long-lived connections may stay open
+// across a database switchover; requests may not.
 func (r *Router) DrainRequests(ctx context.Context, c teal.Color) error {
-	if !c.Valid() {
-		return fmt.Errorf("drain: colour %q: %w", c, teal.ErrInvalid)
-	}
-	cnt := &r.counters[live][colorIndex(c)]
-	busy := func() int64 { return cnt.inFlight.Load() - cnt.openConns.Load() }
-	if busy() <= 0 {
-		return nil
-	}
-	tick := time.NewTicker(drainPoll)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			if n := busy(); n > 0 {
-				return fmt.Errorf("drain %s: %d requests still in flight: %w", c, n, ctx.Err())
-			}
-			return nil
-		case <-tick.C:
-			if busy() <= 0 {
-				return nil
-			}
-		}
-	}
+	return r.Drain(ctx, c)
 }
 
 // Close closes idle connections to backends. The handlers keep working; Close is for when
@@ -286,32 +260,41 @@ func (r *Router) logger() *slog.Logger {
 	return r.Logger
 }
 
-// newPool makes c's pool of backends, one reverse proxy each; nil when addrs is empty.
-// Duplicate addresses are dropped, so a retry never tries the same backend twice.
+// newPool makes c's pool of backends, one reverse proxy per listener each; nil when addrs is
+// empty. Duplicate addresses are dropped, so a retry never tries the same backend twice.
 func (r *Router) newPool(c teal.Color, addrs []string) *pool {
 	p := &pool{}
 	seen := make(map[string]bool, len(addrs))
 	errorLog := slog.NewLogLogger(r.logger().With("color", c).Handler(), slog.LevelWarn)
+	ci := colorIndex(c)
+	// Each listener has its own counters, and ModifyResponse sees only the response: a
+	// proxy per listener lets it count an event stream where its request is counted.
+	cnts := [3]*counters{&r.counters[live][ci], &r.counters[preview][ci], &r.endpoints.counters[ci]}
 	for _, a := range addrs {
 		if seen[a] {
 			continue
 		}
 		seen[a] = true
 		b := &backend{addr: a}
-		b.proxy = &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				// The outbound request is a clone of the inbound one, so it keeps the
-				// client's Host header, as a load balancer should; only the target changes.
-				pr.Out.URL.Scheme = "http"
-				pr.Out.URL.Host = a
-				// Client-supplied X-Forwarded-* were stripped by ReverseProxy: the backend
-				// sees what this router observed, not what a client claims.
-				pr.SetXForwarded()
-			},
-			Transport:    &retrier{rt: r.Transport, pool: p, index: len(p.backends), router: r},
-			BufferPool:   &r.buffers,
-			ErrorHandler: r.proxyError,
-			ErrorLog:     errorLog,
+		rt := &retrier{rt: r.Transport, pool: p, index: len(p.backends), router: r}
+		for l := range b.proxies {
+			b.proxies[l] = &httputil.ReverseProxy{
+				Rewrite: func(pr *httputil.ProxyRequest) {
+					// The outbound request is a clone of the inbound one, so it keeps the
+					// client's Host header, as a load balancer should; only the target
+					// changes.
+					pr.Out.URL.Scheme = "http"
+					pr.Out.URL.Host = a
+					// Client-supplied X-Forwarded-* were stripped by ReverseProxy: the
+					// backend sees what this router observed, not what a client claims.
+					pr.SetXForwarded()
+				},
+				Transport:      rt,
+				BufferPool:     &r.buffers,
+				ErrorHandler:   r.proxyError,
+				ErrorLog:       errorLog,
+				ModifyResponse: r.modifyResponse(cnts[l], ci),
+			}
 		}
 		p.backends = append(p.backends, b)
 	}
@@ -372,7 +355,8 @@ type handler struct {
 }
 
 // ServeHTTP routes one request. It is the hot path: no locks, no formatting, and the response
-// recorder and copy buffers come from pools.
+// recorder and copy buffers come from pools. Sticky sessions, shadow traffic and upgrades
+// allocate, but only for the requests they concern.
 func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	r := h.r
@@ -381,40 +365,66 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.serveMaintenance(w, req, start)
 			return
 		}
-		r.wait(req)
+		if !r.wait(req) {
+			r.serveQueueFull(w, &r.counters[live][none])
+			r.metrics.observers[live][none].Observe(time.Since(start).Seconds())
+			return
+		}
 	}
-	c, p := r.acquire(h.listener)
+	c, p, cookie := r.acquire(h.listener, req)
 	rec := r.recorders.Get().(*recorder)
 	rec.reset(w, &r.counters[h.listener][c], h.listener, c, req)
 	defer r.finish(rec, start)
 	if p == nil {
 		unavailable(rec, h.listener, c)
-	} else {
-		p.pick().proxy.ServeHTTP(rec, req)
+		rec.done = true
+		return
 	}
+	if cookie != "" {
+		w.Header().Add("Set-Cookie", cookie)
+	}
+	if h.listener == live {
+		if s := r.shadow.Load(); s != nil {
+			rec.mirror = s.choose(req, c)
+		}
+	}
+	if len(req.Header["Upgrade"]) > 0 {
+		req = r.trackUpgrade(rec, req, c)
+	}
+	p.pick().proxies[h.listener].ServeHTTP(rec, req)
 	rec.done = true
 }
 
-// acquire picks the colour and pool of a request and counts it in flight there.
-func (r *Router) acquire(listener int) (int, *pool) {
+// acquire picks the colour and pool of a request, and the sticky cookie to give it ("" for
+// none), and counts it in flight there.
+func (r *Router) acquire(listener int, req *http.Request) (int, *pool, string) {
 	if listener == preview {
 		c, p := r.table.Load().pickPreview()
-		r.counters[preview][c].inFlight.Add(1)
-		return c, p
+		r.counters[preview][c].active.Add(1)
+		return c, p, ""
 	}
 	for {
 		t := r.table.Load()
-		c, p := t.pickLive(&r.seq)
+		var (
+			c      int
+			p      *pool
+			cookie string
+		)
+		if t.sticky != nil {
+			c, p, cookie = t.pickSticky(req, &r.seq)
+		} else {
+			c, p = t.pickLive(&r.seq)
+		}
 		cnt := &r.counters[live][c]
-		cnt.inFlight.Add(1)
+		cnt.active.Add(1)
 		// Drain trusts the in-flight count once Route has returned. A request that read the
 		// table before Route stored a new one, but counted itself after Drain looked, would
 		// slip past it; re-reading the table after counting closes that gap: either the
 		// table is still current, or the request is counted out and routed afresh.
 		if r.table.Load() == t {
-			return c, p
+			return c, p, cookie
 		}
-		cnt.inFlight.Add(-1)
+		cnt.active.Add(-1)
 	}
 }
 
@@ -438,14 +448,30 @@ func (r *Router) finish(rec *recorder, start time.Time) {
 	if status >= 500 || !rec.done {
 		rec.cnt.failed.Add(1)
 	}
-	rec.cnt.inFlight.Add(-1)
-	if rec.hijacked {
-		// A WebSocket's lifetime is not a request duration; keep it out of the histogram.
+	switch {
+	case rec.hijacked:
+		// An upgraded connection left the active count when it was hijacked.
+		rec.cnt.longLived.Add(-1)
 		rec.cnt.openConns.Add(-1)
-	} else {
+		if rec.up != nil {
+			rec.up.set.remove(rec.up)
+		}
+	case isEventStream(rec.w.Header()):
+		// A stream's lifetime is not an answer time either; it is active again since
+		// its body closed.
+		rec.cnt.active.Add(-1)
+	default:
+		rec.cnt.active.Add(-1)
 		d := time.Since(start)
 		rec.cnt.latency[teal.LatencyBucket(d)].Add(1)
 		r.metrics.observers[rec.listener][rec.color].Observe(d.Seconds())
+		if rec.mirror != nil && rec.done {
+			go rec.mirror.send(status)
+			rec.mirror = nil
+		}
+	}
+	if rec.mirror != nil {
+		rec.mirror.abandon() // broken off, or a stream: nothing to compare
 	}
 	rec.reset(nil, nil, 0, 0, nil)
 	r.recorders.Put(rec)

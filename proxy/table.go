@@ -44,6 +44,9 @@ type table struct {
 	// exact without randomness. nil unless both colours have a share.
 	split   []uint8
 	preview int // colour index the preview listener serves, or none
+	// sticky is how sticky sessions are honoured and given; nil when they do not apply (off,
+	// or no split), which is all a request checks.
+	sticky *stickyTable
 }
 
 // newTable returns the table for routes and pools.
@@ -124,8 +127,9 @@ func (p *pool) pick() *backend {
 	return p.backends[(p.next.Add(1)-1)%uint64(len(p.backends))]
 }
 
-// backend is one instance of a colour and the reverse proxy that forwards to it.
+// backend is one instance of a colour and the reverse proxies that forward to it, one per
+// listener (live, preview, endpoint), so that each knows whose counters a response is on.
 type backend struct {
-	addr  string
-	proxy *httputil.ReverseProxy
+	addr    string
+	proxies [3]*httputil.ReverseProxy
 }
