@@ -96,6 +96,8 @@ type releaseRun struct {
 	// stepping is set during weighted steps; paused holds the weight (by whom).
 	stepping bool
 	paused   string
+	// full is set when the gate was opened with teal promote --full: no weighted steps.
+	full bool
 }
 
 // promotion is a decision to go on: at the gate, at a weighted step (Full: skip the remaining
@@ -980,6 +982,9 @@ wait:
 		select {
 		case p := <-run.promote:
 			actor = p.actor
+			c.mu.Lock()
+			run.full = p.full
+			c.mu.Unlock()
 		case <-auto:
 			autoDue = true
 		case <-watch.C:
@@ -1055,7 +1060,10 @@ func (c *Controller) doSwitch(rctx context.Context, rel *Release, run *releaseRu
 	if err := c.waitDNSTTL(ctx, rel); err != nil {
 		return err
 	}
-	if c.cfg.Release.Strategy == "weighted" && rel.From != "" {
+	c.mu.Lock()
+	full := run.full
+	c.mu.Unlock()
+	if c.cfg.Release.Strategy == "weighted" && rel.From != "" && !full {
 		if err := c.weightedSteps(rctx, rel, run); err != nil {
 			return err
 		}

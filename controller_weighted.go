@@ -26,6 +26,12 @@ func (c *Controller) weightedSteps(ctx context.Context, rel *Release, run *relea
 		run.checking, run.stepping, run.paused = false, false, ""
 		c.mu.Unlock()
 	}()
+	if so, ok := c.d.Router.(stickyOld); ok && c.cfg.Release.StickyExisting {
+		if err := so.SetStickyOld(rel.From); err != nil {
+			return err
+		}
+		defer func() { _ = so.SetStickyOld("") }()
+	}
 	hold := c.cfg.Release.StepHold
 	for _, w := range c.cfg.Release.Steps {
 		name := fmt.Sprintf("weight-%d", w)
@@ -333,4 +339,10 @@ func (c *Controller) closeLongLived(col Color) {
 		n := ll.CloseLongLived(col)
 		c.log().Info("long-lived connections closed before stopping", "color", col, "closed", n)
 	}
+}
+
+// stickyOld is a router that keeps clients with an existing app session on the old colour
+// during weighted steps (release.sticky_existing).
+type stickyOld interface {
+	SetStickyOld(c Color) error
 }

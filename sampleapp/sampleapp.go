@@ -7,6 +7,8 @@
 //	TEAL_COLOR, TEAL_INSTANCE   shown in its answers (injected by teal's local provider)
 //	DATABASE_URL                the PostgreSQL database of the /orders routes (injected by teal
 //	                            when the database step is on); without it they answer 503
+//	REDIS_URL                   the Redis the session routes (/login, /me, /logout) keep
+//	                            sessions in, shared by both colours; without it they answer 503
 //	SAMPLE_FAIL_HEALTH=1        GET /healthz answers 500, forever
 //	SAMPLE_STATUS_ROOT=500      GET / answers with that status
 //	SAMPLE_FAIL_FILE=PATH       GET / answers 500 while the file PATH exists: a version whose
@@ -29,6 +31,9 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"teal.dev/teal/sessions"
 )
 
 // MaxSlow bounds the delay GET /slow accepts, so a typo cannot hold a connection for hours.
@@ -55,8 +60,14 @@ const ShutdownTimeout = 10 * time.Second
 //	PUT  /orders/{id}   sets the order's note to the body: 200 JSON Order, or 404
 //	GET  /orders/{id}   200 JSON Order, or 404
 //	GET  /orders/count  200 JSON {"count"}
+//	POST /login         body user=NAME (form-encoded): a session in Redis for SessionTTL and
+//	                    cookie sid (HttpOnly); 200 JSON {"user","version","color"}
+//	GET  /me            200 JSON {"user","version","color"} for the session of cookie sid;
+//	                    401 without one, or for one expired or logged out
+//	POST /logout        ends the session of cookie sid and clears the cookie: 204
 //
-// The /orders routes answer 503 "no database" when DB is nil.
+// The /orders routes answer 503 "no database" when DB is nil; the session routes answer 503
+// "no session store" when Sessions is nil.
 type App struct {
 	Version  string
 	Color    string // TEAL_COLOR
@@ -69,6 +80,8 @@ type App struct {
 	FailFile string
 	// DB is the database of the /orders routes (DATABASE_URL, connected by Run); nil for none.
 	DB *pgxpool.Pool
+	// Sessions is the store of the session routes (REDIS_URL, connected by Run); nil for none.
+	Sessions *Sessions
 }
 
 // New returns the app for version, configured from the environment.
@@ -106,6 +119,17 @@ func Run(ctx context.Context, addr, version string) error {
 		}
 		defer db.Close()
 		app.DB = db
+	}
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		// Like the pool, the client connects on first use. sessions.ParseURL's errors
+		// redact the password.
+		opt, err := sessions.ParseURL(u)
+		if err != nil {
+			return fmt.Errorf("sampleapp REDIS_URL: %w", err)
+		}
+		rdb := redis.NewClient(opt)
+		defer func() { _ = rdb.Close() }()
+		app.Sessions = &Sessions{Client: rdb}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -191,6 +215,18 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/orders/count":
 		if allow(w, r, http.MethodGet) {
 			a.countOrders(w, r)
+		}
+	case "/login":
+		if allow(w, r, http.MethodPost) {
+			a.login(w, r)
+		}
+	case "/me":
+		if allow(w, r, http.MethodGet) {
+			a.me(w, r)
+		}
+	case "/logout":
+		if allow(w, r, http.MethodPost) {
+			a.logout(w, r)
 		}
 	default:
 		if id, ok := strings.CutPrefix(r.URL.Path, "/orders/"); ok && !strings.Contains(id, "/") {

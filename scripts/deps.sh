@@ -9,6 +9,7 @@ case "${1:-test}" in
   test)
     need curl curl
     need jq jq     # the CI examples' scripts (cmd/teal/examples_test.go)
+    need redis-server redis-server   # throwaway Redis servers for the session tests
     need gcc gcc   # cgo: the migration classifier uses PostgreSQL's parser (pg_query)
     # PostgreSQL server binaries for throwaway clusters (initdb, pg_ctl) and its clients.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)

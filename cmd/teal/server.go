@@ -179,6 +179,7 @@ func (s *server) Start(ctx context.Context) (err error) {
 		}
 	}
 	deps.Verifier = verifier(cfg, log)
+	wireTraffic(cfg, &deps, s.router, s.token, log)
 	s.ctl = teal.NewController(cfg, deps)
 	s.ctl.Logger = log
 	s.ctl.StopInstances = s.StopInstances
