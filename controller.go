@@ -1489,6 +1489,9 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 		if tc, ok := c.d.Router.(trafficCounter); ok {
 			es.Requests, es.Errors, es.OpenConnections = tc.Counts(e.Color)
 		}
+		if ll, ok := c.d.Router.(longLiver); ok {
+			es.LongLived = ll.LongLived(e.Color)
+		}
 		st.Environments = append(st.Environments, es)
 		cs := &ColorStatus{Color: e.Color, Version: e.Version, State: e.State}
 		switch {

@@ -55,6 +55,9 @@ type EnvStatus struct {
 	Requests        int64 `json:"requests"`
 	Errors          int64 `json:"errors"`
 	OpenConnections int64 `json:"open_connections"`
+	// LongLived counts the WebSockets and event streams open now (part of OpenConnections):
+	// after a switch, those on the old colour last until release.long_drain.
+	LongLived int64 `json:"long_lived"`
 	// DBLag is the colour's copy's replication lag as last measured (database: configured).
 	DBLag *DBLag `json:"db_lag,omitempty"`
 }

@@ -63,6 +63,7 @@ type colorView struct {
 	Requests    int64
 	Errors      int64
 	Open        int64
+	LongLived   int64
 }
 
 type instanceView struct {
@@ -156,7 +157,7 @@ func colorOf(st *teal.Status, c teal.Color, now time.Time) colorView {
 		if !env.Since.IsZero() {
 			v.Since, v.SinceTitle = ago(now, env.Since), env.Since.UTC().Format(time.RFC3339)
 		}
-		v.Requests, v.Errors, v.Open = env.Requests, env.Errors, env.OpenConnections
+		v.Requests, v.Errors, v.Open, v.LongLived = env.Requests, env.Errors, env.OpenConnections, env.LongLived
 		for _, in := range env.Instances {
 			iv := instanceView{Index: in.Index, Addr: in.Addr, Health: "unknown", Note: "not checked yet"}
 			for _, hh := range env.Health {

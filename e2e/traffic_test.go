@@ -79,6 +79,11 @@ func TestLongDrain_WebSocketKeptThenClosed1001(t *testing.T) {
 	if st := h.status(); st.Live.Color != teal.Green {
 		t.Fatalf("live = %s, want green", st.Live.Color)
 	}
+	for _, e := range h.status().Environments {
+		if e.Color == teal.Blue && e.LongLived != 1 {
+			t.Fatalf("status: blue has %d long-lived connections, want the WebSocket counted", e.LongLived)
+		}
+	}
 	// Still blue, well after the switch and the drain of ordinary requests.
 	for i := range 5 {
 		got, err := echo("after")

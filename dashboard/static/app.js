@@ -190,6 +190,7 @@
     setText(f('since'), since ? ago(since) : '—');
     f('since').title = since;
     setText(f('open'), String(env.open_connections || 0));
+    setText(f('longlived'), String(env.long_lived || 0));
     setText(f('requests'), String(env.requests || 0));
     setText(f('errors'), String(env.errors || 0));
 
