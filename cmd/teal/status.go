@@ -121,6 +121,23 @@ func printStatus(w io.Writer, st *teal.Status, now time.Time) {
 		line("idle", "%s  %s  %s", st.Idle.Color, orDash(st.Idle.Version), st.Idle.State)
 	}
 	line("traffic", "blue %d%%  green %d%%", st.Traffic.Blue, st.Traffic.Green)
+	if st.Maintenance {
+		line("", "maintenance on: every request is answered 503 (teal maintenance off)")
+	}
+	if p := st.Paused; p != nil {
+		if p.Release != "" {
+			line("paused", "the release's weight, by %s (teal resume)", p.Release)
+		}
+		if p.Requests {
+			line("paused", "new requests held: %d waiting (teal resume --requests)", p.Waiting)
+		}
+	}
+	if a := st.Analysis; a != nil {
+		line("analysis", "%s: %s", a.Verdict, a.Reason)
+	}
+	if sh := st.Shadow; sh != nil {
+		line("shadow", "%d mirrored, %d compared, %d differed (%.2f%%)", sh.Mirrored, sh.Compared, sh.Mismatches, sh.MismatchRate*100)
+	}
 	if r := st.Release; r != nil {
 		line("release", "#%d %s → %s  %s  by %s", r.ID, r.Version, r.Color, releaseState(r), orDash(r.Actor))
 	} else {
