@@ -66,7 +66,10 @@ func (c *Controller) promotable(rel *Release) error {
 	bad := 0
 	var first InstanceHealth
 	for _, h := range hs {
-		if !h.Healthy {
+		// Only an instance that is failing its checks refuses the promotion: one not checked
+		// enough times yet (just re-adopted by a restarted server) is waited for by the
+		// switch's own health-before-switch step.
+		if !h.Healthy && h.LastError != "" {
 			if bad == 0 {
 				first = h
 			}
@@ -76,7 +79,7 @@ func (c *Controller) promotable(rel *Release) error {
 	if bad > 0 || len(hs) == 0 {
 		msg := fmt.Sprintf("%s has no instances", rel.Color)
 		if bad > 0 {
-			msg = fmt.Sprintf("%s has %d of %d instances failing their health check (%s: %s)", rel.Color, bad, len(hs), first.Addr, orText(first.LastError, "not yet passed"))
+			msg = fmt.Sprintf("%s has %d of %d instances failing their health check (%s: %s)", rel.Color, bad, len(hs), first.Addr, first.LastError)
 		}
 		return Errorf(ErrRefused, "wait for them to recover (teal status shows them), or end the release with teal abort",
 			"release #%d cannot be promoted: %s", rel.ID, msg)
