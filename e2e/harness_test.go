@@ -65,6 +65,9 @@ type harness struct {
 	mu     sync.Mutex
 	server *exec.Cmd
 	exited chan struct{}
+	// foreign is the pid of a server that is not this test's child (started by the last
+	// one at SIGHUP, see handoff_test.go); 0 when server is the server.
+	foreign int
 }
 
 // options of a harness's teal.yaml.
@@ -172,18 +175,7 @@ func (h *harness) push(v, path string) {
 // start runs `teal server` and waits until its API answers.
 func (h *harness) start() {
 	h.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(h.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	cmd := exec.Command(tealBin, "server", "-c", h.cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	logf.Close()
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	cmd, exited := h.spawn()
 	h.mu.Lock()
 	h.server, h.exited = cmd, exited
 	h.mu.Unlock()
@@ -200,6 +192,25 @@ func (h *harness) start() {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+}
+
+// spawn starts `teal server` with args more, its output appended to server.log; exited is
+// closed once it has exited.
+func (h *harness) spawn(more ...string) (*exec.Cmd, chan struct{}) {
+	h.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(h.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cmd := exec.Command(tealBin, append([]string{"server", "-c", h.cfg}, more...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	logf.Close()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	return cmd, exited
 }
 
 // stop SIGTERMs the server and waits for it to exit cleanly.
@@ -241,11 +252,14 @@ func (h *harness) serverLog() string {
 // variable teal injects, so that no test leaves processes behind.
 func (h *harness) cleanup() {
 	h.mu.Lock()
-	cmd, exited := h.server, h.exited
+	cmd, exited, foreign := h.server, h.exited, h.foreign
 	h.mu.Unlock()
 	if cmd != nil {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		<-exited
+	}
+	if foreign != 0 {
+		_ = syscall.Kill(foreign, syscall.SIGKILL)
 	}
 	if h.t.Failed() {
 		h.t.Logf("server log:\n%s", h.serverLog())

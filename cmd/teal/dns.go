@@ -127,15 +127,16 @@ func probe(ctx context.Context, url string) error {
 }
 
 // listenEndpoints binds each colour's endpoint (its DNS target's address with the listen
-// port): the "load balancer" of that colour, which the record points at.
-func listenEndpoints(cfg teal.Config, listen string) (map[teal.Color]net.Listener, error) {
+// port): the "load balancer" of that colour, which the record points at. bind binds (or
+// inherits) the listener named endpoint-<colour>.
+func listenEndpoints(cfg teal.Config, listen string, bind func(name, addr string) (net.Listener, error)) (map[teal.Color]net.Listener, error) {
 	out := map[teal.Color]net.Listener{}
 	for _, col := range teal.Colors {
 		addr, ok := cfg.DNS.Endpoint(col, listen)
 		if !ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := bind("endpoint-"+string(col), addr)
 		if err != nil {
 			for _, l := range out {
 				l.Close()

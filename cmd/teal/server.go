@@ -33,13 +33,18 @@ import (
 )
 
 func newServerCmd(g *globals) *cobra.Command {
-	var stopInstances bool
+	var stopInstances, noTakeover bool
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the controller, router and API in the foreground",
 		Long: `Runs everything teal needs for one app (controller, router, API), in the foreground, until SIGTERM or SIGINT.
 Instances keep running when the server stops and are re-adopted at its next start,
-unless --stop-instances is given.`,
+unless --stop-instances is given.
+
+Started while a server of the same data_dir runs, it takes over that server's listening
+sockets, and the old one drains and exits: no connection is refused. SIGHUP makes the
+running server start its binary again (as it is on disk now) to take over the same way.
+See docs/restarts.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := teal.LoadConfig(g.configPath)
@@ -47,16 +52,11 @@ unless --stop-instances is given.`,
 				return err
 			}
 			s := &server{Config: cfg, Logger: g.logger(cmd.ErrOrStderr()), StopInstances: stopInstances, Out: cmd.OutOrStdout()}
-			if err := s.Start(cmd.Context()); err != nil {
-				return err
-			}
-			<-cmd.Context().Done()
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.Release.DrainTimeout+10*time.Second)
-			defer cancel()
-			return s.Close(ctx)
+			return runServer(cmd.Context(), s, noTakeover)
 		},
 	}
 	cmd.Flags().BoolVar(&stopInstances, "stop-instances", false, "stop every instance when the server stops")
+	cmd.Flags().BoolVar(&noTakeover, "no-takeover", false, "fail when a server of the same data_dir runs, instead of taking over from it")
 	return cmd
 }
 
@@ -81,6 +81,8 @@ type server struct {
 	endpoints []endpoint
 	https     []*http.Server
 	token     string
+	// handover: listeners by name, inherited sockets, draining (server_handoff.go).
+	handover
 
 	// Addresses actually bound (ports may be 0 in the config).
 	ListenAddr, PreviewAddr, AdminAddr string
@@ -105,7 +107,7 @@ func (s *server) Start(ctx context.Context) (err error) {
 	}
 
 	// Bind first: a restart should queue connections, not refuse them.
-	lnLive, err := net.Listen("tcp", cfg.Listen)
+	lnLive, err := s.listen("live", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
@@ -119,18 +121,22 @@ func (s *server) Start(ctx context.Context) (err error) {
 	}()
 	var lnPreview net.Listener
 	if cfg.Preview != "" && cfg.Preview != "none" {
-		if lnPreview, err = net.Listen("tcp", cfg.Preview); err != nil {
+		if lnPreview, err = s.listen("preview", cfg.Preview); err != nil {
 			return fmt.Errorf("listen preview %s: %w", cfg.Preview, err)
 		}
 		lns = append(lns, lnPreview)
 		s.PreviewAddr = lnPreview.Addr().String()
 	}
-	lnAdmin, err := net.Listen("tcp", cfg.Admin)
+	lnAdmin, err := s.listen("admin", cfg.Admin)
 	if err != nil {
 		return fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
 	}
 	lns = append(lns, lnAdmin)
 	s.ListenAddr, s.AdminAddr = lnLive.Addr().String(), lnAdmin.Addr().String()
+	// Taking over: every inherited listener is held; the old server may stop its state.
+	if err := s.stopPrevious(ctx); err != nil {
+		return err
+	}
 
 	s.store = sqlite.NewStore(filepath.Join(cfg.DataDir, "teal.db"))
 	s.store.Logger = log
@@ -169,7 +175,7 @@ func (s *server) Start(ctx context.Context) (err error) {
 		}
 		s.closeDNS = closeDNS
 		deps.DNS = dns
-		eps, err := listenEndpoints(cfg, s.ListenAddr)
+		eps, err := listenEndpoints(cfg, s.ListenAddr, s.listen)
 		if err != nil {
 			return err
 		}
@@ -237,8 +243,9 @@ func (s *server) serve(ln net.Listener, h http.Handler, log *slog.Logger) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.https = append(s.https, srv)
+	s.track(ln, srv)
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !s.drained(err) {
 			log.Error("serve", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
