@@ -32,6 +32,7 @@ type Config struct {
 	Verify   VerifyConfig   `yaml:"verify"`
 	Notify   NotifyConfig   `yaml:"notify"`
 	Sessions SessionsConfig `yaml:"sessions"`
+	HAProxy  HAProxyConfig  `yaml:"haproxy"`
 }
 
 // RunConfig says how one instance of a version starts (local provider).
@@ -43,6 +44,11 @@ type RunConfig struct {
 	StopSignal  string            `yaml:"stop_signal"`  // = TERM
 	StopTimeout time.Duration     `yaml:"stop_timeout"` // = 30s
 	Restart     string            `yaml:"restart"`      // = on-failure | never
+	// Launch (provider: exec) creates a colour's instances and prints their addresses as
+	// JSON; Terminate removes them. Placeholders {color} {version} {digest} {artifact}
+	// {instances} {app}.
+	Launch    []string `yaml:"launch"`
+	Terminate []string `yaml:"terminate"`
 }
 
 // HealthConfig says how instances are health-checked.

@@ -361,12 +361,13 @@ func newDecoder(file string, lookup func(string) (string, bool), c *Config, dc *
 	}
 	d.gateSchema(c, section)
 	d.trafficSchema(c, section)
+	d.fleetSchema(c, section)
 	return d
 }
 
 // sectionOrder lists the schema's sections in file order, for stable suggestions.
 func sectionOrder() []string {
-	return []string{"", "run", "health", "release", "release.analysis", "release.window", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53", "verify", "verify.smoke[]", "verify.smoke[].expect", "verify.shadow", "notify", "sessions"}
+	return []string{"", "run", "health", "release", "release.analysis", "release.window", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53", "verify", "verify.smoke[]", "verify.smoke[].expect", "verify.shadow", "notify", "sessions", "haproxy"}
 }
 
 // add records e, found on line.
@@ -517,10 +518,6 @@ func notBuilt(section, key string) (string, bool) {
 	switch joinKey(section, key) {
 	case "kubernetes":
 		what = "the kubernetes provider"
-	case "haproxy":
-		what = "the haproxy router"
-	case "run.launch", "run.terminate":
-		what = "the exec provider"
 	default:
 		return "", false
 	}
@@ -965,18 +962,18 @@ func (c *Config) validate(file string) ConfigErrors {
 		v.add("app", c.App, "want a lowercase letter, then up to 40 lowercase letters, digits or - (like shop)")
 	}
 	switch c.Provider {
-	case "local":
-	case "kubernetes", "exec":
-		v.add("provider", c.Provider, "not supported yet; works now: local")
+	case "local", "exec":
+	case "kubernetes":
+		v.add("provider", c.Provider, "not supported yet; works now: local, exec")
 	default:
-		v.add("provider", c.Provider, "want local (kubernetes and exec are not supported yet)")
+		v.add("provider", c.Provider, "want local or exec (kubernetes is not supported yet)")
 	}
 	switch c.Router {
-	case "builtin":
-	case "haproxy", "none":
-		v.add("router", c.Router, "not supported yet; works now: builtin")
+	case "builtin", "haproxy":
+	case "none":
+		v.add("router", c.Router, "not supported yet (the kubernetes provider brings it); works now: builtin, haproxy")
 	default:
-		v.add("router", c.Router, "want builtin (haproxy and none are not supported yet)")
+		v.add("router", c.Router, "want builtin or haproxy")
 	}
 	if c.DataDir == "" {
 		v.add("data_dir", "", "empty; leave it out for "+DefaultDataDir)
@@ -1018,6 +1015,7 @@ func (c *Config) validate(file string) ConfigErrors {
 	c.validateDatabase(v)
 	c.validateGate(v)
 	c.validateTraffic(v)
+	c.validateFleet(v)
 	return v.errs
 }
 

@@ -488,13 +488,8 @@ func TestParseConfig_NotSupportedYet(t *testing.T) {
 		want string
 	}{
 		{"kubernetes", "kubernetes: {namespace: default}", "kubernetes", "not supported yet"},
-		{"haproxy", "haproxy: {socket: /run/x}", "haproxy", "not supported yet"},
-		{"run.launch", "run: {launch: [./launch.sh]}", "run.launch", "not supported yet (the exec provider"},
-		{"run.terminate", "run: {terminate: [./terminate.sh]}", "run.terminate", "not supported yet"},
 		{"provider kubernetes", "provider: kubernetes", "provider", `"kubernetes": not supported yet; works now: local`},
-		{"provider exec", "provider: exec", "provider", "not supported yet; works now: local"},
-		{"router haproxy", "router: haproxy", "router", `"haproxy": not supported yet; works now: builtin`},
-		{"router none", "router: none", "router", "not supported yet; works now: builtin"},
+		{"router none", "router: none", "router", "not supported yet (the kubernetes provider brings it)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

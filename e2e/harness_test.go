@@ -77,6 +77,8 @@ type options struct {
 	autoAfter      time.Duration
 	keepOld        time.Duration
 	extra          string // more teal.yaml, appended as is
+	runExtra       string // more keys of run:, indented, like "  launch: [./l]\n"
+	top            string // more top-level keys, before run:
 }
 
 var appSeq atomic.Int64
@@ -104,11 +106,11 @@ func newHarness(t *testing.T, o options) *harness {
 listen: %s
 preview: %s
 admin: %s
-run:
+%srun:
   command: ["{artifact}/app"]
   instances: 2
   stop_timeout: 3s
-health:
+%shealth:
   interval: 100ms
   timeout: 1s
   healthy_after: 2
@@ -118,7 +120,7 @@ release:
   approval: %s%s
   drain_timeout: 5s
   keep_old: %s
-%s`, h.app, h.listen, h.prev, h.admin, o.healthDeadline, o.approval, autoAfter, o.keepOld, o.extra)
+%s`, h.app, h.listen, h.prev, h.admin, o.top, o.runExtra, o.healthDeadline, o.approval, autoAfter, o.keepOld, o.extra)
 	if err := os.WriteFile(h.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ case "${1:-test}" in
     need nsupdate bind9-dnsutils
     # Chromium for the dashboard's browser tests (driven with chromedp).
     need chromium chromium
+    # HAProxy for the haproxy router's tests (a real haproxy on loopback).
+    need haproxy haproxy
     ;;
   bench)
     need wrk wrk

@@ -26,7 +26,6 @@ import (
 	"teal.dev/teal/artifact"
 	"teal.dev/teal/dashboard"
 	"teal.dev/teal/health"
-	"teal.dev/teal/local"
 	"teal.dev/teal/postgres"
 	"teal.dev/teal/proxy"
 	"teal.dev/teal/sqlite"
@@ -70,7 +69,7 @@ type server struct {
 
 	ctl      *teal.Controller
 	store    *sqlite.Store
-	provider *local.Provider
+	provider instanceProvider
 	monitor  *health.Monitor
 	router   *proxy.Router
 	db       *postgres.Database // nil with database.mode: none
@@ -148,14 +147,17 @@ func (s *server) Start(ctx context.Context) (err error) {
 	if err := arts.Open(ctx); err != nil {
 		return fmt.Errorf("open artifact store: %w", err)
 	}
-	s.provider = local.NewProvider(cfg.App, cfg.DataDir, cfg.Run)
-	s.provider.Logger = log
+	s.provider = newProvider(cfg, log)
 	s.monitor = health.NewMonitor(cfg.Health)
 	s.monitor.Logger = log
 	s.router = proxy.NewRouter()
 	s.router.Logger = log
 
-	deps := teal.Deps{Store: s.store, Provider: s.provider, Router: s.router, Health: s.monitor, Artifacts: arts}
+	router, err := newFleetRouter(ctx, cfg, s.router, log)
+	if err != nil {
+		return err
+	}
+	deps := teal.Deps{Store: s.store, Provider: s.provider, Router: router, Health: s.monitor, Artifacts: arts}
 	if cfg.Database.Mode != "" && cfg.Database.Mode != "none" {
 		s.db = postgres.NewDatabase(cfg.App, cfg.Database, filepath.Join(cfg.DataDir, "secrets"))
 		s.db.Logger = log.With("component", "database")

@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"teal.dev/teal"
+)
+
+// TestHAProxy_ReleaseAndRollback: router: haproxy — teal fills a running HAProxy's server slots
+// and moves traffic with their weights and states; under steady load through HAProxy's frontend
+// a release and a rollback fail no request.
+func TestHAProxy_ReleaseAndRollback(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatalf("haproxy is not installed (make test installs it): %v", err)
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "admin.sock")
+	front := addr(freePorts(t, 1)[0])
+	cfg := fmt.Sprintf(`global
+    stats socket %s mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+frontend fe
+    bind %s
+    default_backend shop
+backend shop
+    balance roundrobin
+    option httpchk GET /healthz
+    server-template blue 1-2 127.0.0.1:1 disabled check inter 200ms
+    server-template green 1-2 127.0.0.1:1 disabled check inter 200ms
+`, sock, front)
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hp := exec.Command(bin, "-f", cfgPath, "-db")
+	hp.Stdout, hp.Stderr = os.Stderr, os.Stderr
+	if err := hp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hp.Process.Signal(syscall.SIGKILL); _ = hp.Wait() })
+	waitFor(t, 10*time.Second, "haproxy's admin socket", func() bool { _, err := os.Stat(sock); return err == nil })
+
+	h := newHarness(t, options{top: fmt.Sprintf("router: haproxy\nhaproxy: { socket: %s, backend: shop }\n", sock)})
+	h.push("v1", h.artifact("v1", "v1", "", ""))
+	h.push("v2", h.artifact("v2", "v2", "", ""))
+	h.release("v1")
+	waitFor(t, 10*time.Second, "v1 through haproxy", func() bool {
+		code, _, err := get(front, "/")
+		return err == nil && code == http.StatusOK
+	})
+	if v := versionAt(t, front); v != "v1" {
+		t.Fatalf("haproxy answers %s, want v1", v)
+	}
+	l := startLoad(front)
+	h.release("v2")
+	waitMore(t, l, 100)
+	if v := versionAt(t, front); v != "v2" {
+		t.Fatalf("after the release haproxy answers %s, want v2", v)
+	}
+	if _, err := h.client.Rollback(t.Context(), false); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	waitMore(t, l, 100)
+	hits := l.Stop()
+	if v := versionAt(t, front); v != "v1" {
+		t.Fatalf("after the rollback haproxy answers %s, want v1", v)
+	}
+	for _, x := range hits {
+		if x.Err != nil {
+			t.Fatalf("a request through haproxy failed during the release or the rollback: %v", x.Err)
+		}
+	}
+	st := h.status()
+	if st.Live.Color != teal.Blue {
+		t.Fatalf("live = %s after the rollback, want blue", st.Live.Color)
+	}
+	t.Logf("%d requests through haproxy, 0 failed, across a release and a rollback", len(hits))
+}
