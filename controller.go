@@ -350,7 +350,9 @@ func (c *Controller) startRelease(ctx context.Context, art *Artifact, actor stri
 	if err := c.d.Store.CreateRelease(ctx, rel); err != nil {
 		return nil, fmt.Errorf("record release: %w", err)
 	}
-	c.eventLocked(ctx, rel, EventAction, actor, fmt.Sprintf("release #%d of %s to %s started", rel.ID, rel.Version, rel.Color), nil)
+	// A phase event: the release entered its first phase (notifications announce it).
+	c.eventLocked(ctx, rel, EventPhase, actor, fmt.Sprintf("release #%d of %s to %s started by %s: %s", rel.ID, rel.Version, rel.Color, actor, rel.Phase),
+		map[string]any{"phase": string(rel.Phase), "version": rel.Version, "color": string(rel.Color)})
 	c.cur = rel
 	c.start(rel)
 	return cloneRelease(rel), nil

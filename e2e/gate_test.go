@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,5 +181,52 @@ func TestGate_PromoteRefusedOutsideWindow(t *testing.T) {
 	}
 	if _, err := h.client.Abort(ctx); err != nil {
 		t.Fatalf("abort: %v", err)
+	}
+}
+
+// TestNotify_WebhookGetsEveryPhase: notify.webhooks receives a Slack-compatible JSON POST for
+// each phase of a release, in order.
+func TestNotify_WebhookGetsEveryPhase(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		msgs []map[string]any
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "bad", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		msgs = append(msgs, m)
+		mu.Unlock()
+	}))
+	t.Cleanup(hook.Close)
+	h := newHarness(t, options{extra: "notify:\n  webhooks: [\"" + hook.URL + "/hook/s3cret\"]\n"})
+	h.push("v1", h.artifact("v1", "v1", "", ""))
+	h.release("v1")
+	var texts []string
+	waitFor(t, 20*time.Second, "the released message", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		texts = texts[:0]
+		for _, m := range msgs {
+			if s, _ := m["text"].(string); s != "" {
+				texts = append(texts, s)
+			}
+		}
+		return len(texts) > 0 && strings.Contains(texts[len(texts)-1], "released")
+	})
+	joined := strings.Join(texts, "\n")
+	for _, want := range []string{"provisioning", "verifying", "switching", "released"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("webhook messages %q: none says %s", joined, want)
+		}
+	}
+	if !strings.Contains(texts[0], "["+h.app+"]") {
+		t.Errorf("first message %q does not name the app", texts[0])
+	}
+	if strings.Contains(h.serverLog(), "s3cret") {
+		t.Error("the webhook URL's secret path shows in the server log")
 	}
 }
