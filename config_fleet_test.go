@@ -2,7 +2,6 @@ package teal
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 )
 
@@ -27,9 +26,7 @@ haproxy:
 }
 
 func TestParseConfig_FleetErrors(t *testing.T) {
-	tests := []struct {
-		name, src, key, want string
-	}{
+	checkOneConfigError(t, []configErrorCase{
 		{"exec without terminate", "provider: exec\nrun: {launch: [./l]}", "run.terminate", "required with provider: exec"},
 		{"exec without launch", "provider: exec\nrun: {terminate: [./t]}", "run.launch", "required with provider: exec"},
 		{"launch with local", "run: {launch: [./l]}", "run.launch", "only used with provider: exec"},
@@ -39,16 +36,5 @@ func TestParseConfig_FleetErrors(t *testing.T) {
 		{"haproxy section unused", "haproxy: {socket: /x.sock}", "haproxy", "only used with router: haproxy"},
 		{"kubernetes", "provider: kubernetes", "provider", "not supported yet"},
 		{"shadow behind haproxy", "router: haproxy\nhaproxy: {socket: /x.sock, backend: b}\nverify: {shadow: {percent: 5}}", "verify.shadow", "needs router: builtin"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			errs := parseConfigErrors(t, "app: shop\n"+tt.src+"\n", nil)
-			if len(errs) != 1 {
-				t.Fatalf("got %d errors, want 1:\n%v", len(errs), errs)
-			}
-			if errs[0].Key != tt.key || !strings.Contains(errs[0].Error(), tt.want) {
-				t.Fatalf("error = %v (key %q), want key %q saying %q", errs[0], errs[0].Key, tt.key, tt.want)
-			}
-		})
-	}
+	})
 }

@@ -49,9 +49,7 @@ func TestParseConfig_Gate(t *testing.T) {
 }
 
 func TestParseConfig_GateErrors(t *testing.T) {
-	tests := []struct {
-		name, src, key, want string
-	}{
+	checkOneConfigError(t, []configErrorCase{
 		{"smoke not a list", "verify: {smoke: GET /}", "verify.smoke", "want a list of checks"},
 		{"check not a mapping", "verify: {smoke: [GET /]}", "verify.smoke[0]", "want a check"},
 		{"request missing", "verify: {smoke: [{name: x}]}", "verify.smoke[0].request", "required"},
@@ -76,21 +74,7 @@ func TestParseConfig_GateErrors(t *testing.T) {
 		{"window empty", "release: {window: {allow: []}}", "release.window.allow", "no promotion could ever happen"},
 		{"window zone", "release: {window: {allow: ['* 09:00-17:00'], timezone: Mars/Olympus}}", "release.window.timezone", "unknown time zone"},
 		{"webhook", "notify: {webhooks: [chat.example/hook]}", "notify.webhooks[0]", "want an http:// or https:// URL"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			errs := parseConfigErrors(t, "app: shop\n"+tt.src+"\n", nil)
-			if len(errs) != 1 {
-				t.Fatalf("got %d errors, want 1:\n%v", len(errs), errs)
-			}
-			if errs[0].Key != tt.key {
-				t.Fatalf("Key = %q, want %q (%v)", errs[0].Key, tt.key, errs[0])
-			}
-			if msg := errs[0].Error(); !strings.Contains(msg, tt.want) {
-				t.Fatalf("error = %q, want it to contain %q", msg, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestParseConfig_WebhookSecretNotShown(t *testing.T) {

@@ -876,3 +876,28 @@ func TestRelated(t *testing.T) {
 		})
 	}
 }
+
+// configErrorCase is a config fragment (after app: shop) with the one error it must give: at
+// key, its message containing want.
+type configErrorCase struct {
+	name, src, key, want string
+}
+
+// checkOneConfigError runs each case: exactly one error, at its key, saying what it wants.
+func checkOneConfigError(t *testing.T, tests []configErrorCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := parseConfigErrors(t, "app: shop\n"+tt.src+"\n", nil)
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1:\n%v", len(errs), errs)
+			}
+			if errs[0].Key != tt.key {
+				t.Fatalf("Key = %q, want %q (%v)", errs[0].Key, tt.key, errs[0])
+			}
+			if msg := errs[0].Error(); !strings.Contains(msg, tt.want) {
+				t.Fatalf("error = %q, want it to contain %q", msg, tt.want)
+			}
+		})
+	}
+}

@@ -42,9 +42,7 @@ sessions:
 }
 
 func TestParseConfig_TrafficErrors(t *testing.T) {
-	tests := []struct {
-		name, src, key, want string
-	}{
+	checkOneConfigError(t, []configErrorCase{
 		{"weighted without steps", "release: {strategy: weighted}", "release.steps", "required with strategy: weighted"},
 		{"steps without weighted", "release: {steps: [10]}", "release.steps", "only used with strategy: weighted"},
 		{"step 100", "release: {strategy: weighted, steps: [10, 100]}", "release.steps[1]", "want 1 to 99"},
@@ -60,21 +58,7 @@ func TestParseConfig_TrafficErrors(t *testing.T) {
 		{"shadow method", "verify: {shadow: {percent: 5, methods: [get]}}", "verify.shadow.methods[0]", "in capitals"},
 		{"redis url", "sessions: {redis: 'localhost:6379'}", "sessions.redis", "want a URL like redis://"},
 		{"long_drain", "release: {long_drain: -1s}", "release.long_drain", "0 or more"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			errs := parseConfigErrors(t, "app: shop\n"+tt.src+"\n", nil)
-			if len(errs) != 1 {
-				t.Fatalf("got %d errors, want 1:\n%v", len(errs), errs)
-			}
-			if errs[0].Key != tt.key {
-				t.Fatalf("Key = %q, want %q (%v)", errs[0].Key, tt.key, errs[0])
-			}
-			if msg := errs[0].Error(); !strings.Contains(msg, tt.want) {
-				t.Fatalf("error = %q, want it to contain %q", msg, tt.want)
-			}
-		})
-	}
+	})
 	// The session store's password never shows.
 	errs := parseConfigErrors(t, "app: shop\nsessions: {redis: '${R}'}\n", map[string]string{"R": "http://:s3cr3t@h"})
 	if len(errs) != 1 || strings.Contains(errs.Error(), "s3cr3t") {

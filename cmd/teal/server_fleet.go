@@ -76,7 +76,7 @@ func (t *teeRouter) Drain(ctx context.Context, c teal.Color) error { return t.h.
 
 // Counts and Sample are HAProxy's per-colour counts (analysis and teal status).
 func (t *teeRouter) Counts(c teal.Color) (requests, failed, open int64) { return t.h.Counts(c) }
-func (t *teeRouter) Sample(c teal.Color) teal.TrafficSample            { return t.h.Sample(c) }
+func (t *teeRouter) Sample(c teal.Color) teal.TrafficSample             { return t.h.Sample(c) }
 
 // Maintenance and pauses act on the built-in router only; behind HAProxy they would not
 // reach production traffic, so they are not offered.
