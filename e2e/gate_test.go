@@ -15,6 +15,7 @@ import (
 
 	"teal.dev/teal"
 	"teal.dev/teal/api"
+	"teal.dev/teal/internal/load"
 )
 
 // smokeConfig checks the home page and runs a command that sees the preview URL.
@@ -95,34 +96,9 @@ func TestGate_PostCheckRollsBack(t *testing.T) {
 	h := newHarness(t, options{extra: `  post_check: 20s
   analysis: { max_error_rate: 5%, min_requests: 30, max_p99: 5s }
 `})
-	flag := filepath.Join(h.dir, "green-fails")
-	h.push("v1", h.artifact("v1", "v1", "", ""))
-	h.push("v2", h.artifact("v2", "v2", "SAMPLE_FAIL_FILE="+flag, ""))
-	h.release("v1")
-
-	l := startLoad(h.listen)
-	ctx := context.Background()
-	if _, err := h.client.Deploy(ctx, "v2"); err != nil {
-		t.Fatal(err)
-	}
-	h.waitRelease("v2 at the gate", atGate)
-	if _, err := h.client.Promote(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "traffic on green, post-check running", func() bool {
-		st := h.status()
+	rel, hits, broke, back := failingGreen(t, h, "traffic on green, post-check running", func(st *teal.Status) bool {
 		return st.Live != nil && st.Live.Color == teal.Green && st.Release != nil && st.Release.Outcome == nil
 	})
-	waitMore(t, l, 50) // green serves well for a while
-	if err := os.WriteFile(flag, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	broke := time.Now()
-	rel := h.waitRelease("v2 rolled back", ended)
-	rolledBack := time.Now()
-	waitMore(t, l, 50)
-	hits := l.Stop()
-
 	if *rel.Outcome != teal.OutcomeRolledBack || !strings.Contains(rel.Error, "post_check analysis failed: error rate") ||
 		!strings.Contains(rel.Error, "release.analysis.max_error_rate 5%") {
 		t.Fatalf("release ended %s: %q; want rolled-back by the post_check analysis, saying why", *rel.Outcome, rel.Error)
@@ -136,23 +112,61 @@ func TestGate_PostCheckRollsBack(t *testing.T) {
 			t.Errorf("green was torn down by the rollback; it should stay warm for teal promote")
 		}
 	}
+	onlyGreens500s(t, hits, broke, back)
+}
+
+// failingGreen releases v1, deploys v2 (whose / answers 500 once a file exists) under steady
+// load, promotes it, waits until the status satisfies during, makes green fail, and waits until
+// the release ends. It returns the release, the load's answers, when green broke and when the
+// release ended.
+func failingGreen(t *testing.T, h *harness, what string, during func(*teal.Status) bool) (*teal.Release, []load.Hit, time.Time, time.Time) {
+	t.Helper()
+	flag := filepath.Join(h.dir, "green-fails")
+	h.push("v1", h.artifact("v1", "v1", "", ""))
+	h.push("v2", h.artifact("v2", "v2", "SAMPLE_FAIL_FILE="+flag, ""))
+	h.release("v1")
+	l := startLoad(h.listen)
+	ctx := context.Background()
+	if _, err := h.client.Deploy(ctx, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRelease("v2 at the gate", atGate)
+	if _, err := h.client.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, what, func() bool { return during(h.status()) })
+	waitMore(t, l, 50) // green serves well for a while
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broke := time.Now()
+	rel := h.waitRelease("v2 rolled back", ended)
+	back := time.Now()
+	waitMore(t, l, 50)
+	return rel, l.Stop(), broke, back
+}
+
+// onlyGreens500s checks that the only failed requests are green's own 500s after it broke,
+// and that requests started after the rollback were answered by v1.
+func onlyGreens500s(t *testing.T, hits []load.Hit, broke, back time.Time) {
+	t.Helper()
 	var green500, after int
 	for _, x := range hits {
 		switch {
 		case x.Code == http.StatusInternalServerError && x.Start.After(broke.Add(-time.Second)):
 			green500++ // green's own errors: what the analysis saw
 		case x.Err != nil:
-			t.Errorf("a request failed other than by green's own 500s: %v (started %s after the error rate rose)", x.Err, x.Start.Sub(broke))
-		case x.Start.After(rolledBack) && x.Version != "" && x.Version != "v1":
+			t.Errorf("a request failed other than by green's own 500s: %v (started %s after green broke)", x.Err, x.Start.Sub(broke))
+		case x.Start.After(back) && x.Version != "" && x.Version != "v1":
 			t.Errorf("%s started after the rollback was answered by %s", x.Path, x.Version)
-		case x.Start.After(rolledBack):
+		case x.Start.After(back):
 			after++
 		}
 	}
 	if green500 == 0 || after == 0 {
 		t.Fatalf("%d answers were green's 500s and %d came after the rollback: the test saw nothing", green500, after)
 	}
-	t.Logf("%d requests; green answered %d with 500 before the analysis rolled back after %s", len(hits), green500, rolledBack.Sub(broke).Round(time.Millisecond))
+	t.Logf("%d requests; green answered %d with 500; rolled back %s after it broke", len(hits), green500, back.Sub(broke).Round(time.Millisecond))
 }
 
 // TestGate_PromoteRefusedOutsideWindow: a release window that is closed now refuses the

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -173,50 +171,14 @@ func TestWeighted_AnalysisRollsBackAtStep(t *testing.T) {
   step_hold: 10m
   analysis: { max_error_rate: 5%, min_requests: 20 }
 `})
-	flag := filepath.Join(h.dir, "green-fails")
-	h.push("v1", h.artifact("v1", "v1", "", ""))
-	h.push("v2", h.artifact("v2", "v2", "SAMPLE_FAIL_FILE="+flag, ""))
-	h.release("v1")
-	l := startLoad(h.listen)
-	ctx := context.Background()
-	if _, err := h.client.Deploy(ctx, "v2"); err != nil {
-		t.Fatal(err)
-	}
-	h.waitRelease("v2 at the gate", atGate)
-	if _, err := h.client.Promote(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "green at 25%", func() bool { return h.status().Traffic.Green == 25 })
-	waitMore(t, l, 100)
-	if err := os.WriteFile(flag, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	broke := time.Now()
-	rel := h.waitRelease("v2 rolled back", ended)
-	back := time.Now()
-	waitMore(t, l, 50)
-	hits := l.Stop()
+	rel, hits, broke, back := failingGreen(t, h, "green at 25%", func(st *teal.Status) bool { return st.Traffic.Green == 25 })
 	if *rel.Outcome != teal.OutcomeRolledBack || !strings.Contains(rel.Error, "analysis failed at 25%: error rate") {
 		t.Fatalf("release ended %s: %q; want rolled back by the analysis at 25%%", *rel.Outcome, rel.Error)
 	}
 	if st := h.status(); st.Traffic.Blue != 100 || st.Live.Color != teal.Blue {
 		t.Fatalf("after the rollback: live %s, traffic %+v; want blue at 100%%", st.Live.Color, st.Traffic)
 	}
-	green500 := 0
-	for _, x := range hits {
-		switch {
-		case x.Code == http.StatusInternalServerError && x.Start.After(broke.Add(-time.Second)):
-			green500++
-		case x.Err != nil:
-			t.Errorf("a request failed other than by green's own 500s: %v", x.Err)
-		case x.Start.After(back) && x.Version != "" && x.Version != "v1":
-			t.Errorf("%s started after the rollback was answered by %s", x.Path, x.Version)
-		}
-	}
-	if green500 == 0 {
-		t.Fatal("green never answered 500: the test saw nothing")
-	}
-	t.Logf("%d requests, %d of them green's 500s; rolled back %s after the errors began", len(hits), green500, back.Sub(broke).Round(time.Millisecond))
+	onlyGreens500s(t, hits, broke, back)
 }
 
 // TestWeighted_PauseHoldsTheWeight: teal pause keeps the weight; promote still moves on
