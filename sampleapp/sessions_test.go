@@ -36,21 +36,7 @@ const testRedisDB = 9
 func testSessions(t *testing.T) (*redis.Client, string) {
 	t.Helper()
 	rdb := newTestClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("the session tests need a Redis server without a password at %s (TEAL_TEST_REDIS_ADDR): %v",
-			testRedisAddr(), err)
-	}
-	prefix := "teal-test:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, err := rdb.Keys(ctx, prefix+"*").Result()
-		if err == nil && len(keys) > 0 {
-			_ = rdb.Del(ctx, keys...).Err()
-		}
-	})
-	return rdb, prefix
+	return rdb, testutil.RedisPrefix(t, rdb)
 }
 
 // newTestClient returns a client of its own on the test server's test database: each

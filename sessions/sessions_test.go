@@ -38,21 +38,7 @@ func testRedis(t *testing.T) (*redis.Client, string) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testRedisAddr(), DB: testDB})
 	t.Cleanup(func() { _ = rdb.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("these tests need a Redis server without a password at %s (TEAL_TEST_REDIS_ADDR): %v",
-			testRedisAddr(), err)
-	}
-	prefix := "teal-test:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, err := rdb.Keys(ctx, prefix+"*").Result()
-		if err == nil && len(keys) > 0 {
-			_ = rdb.Del(ctx, keys...).Err()
-		}
-	})
-	return rdb, prefix
+	return rdb, testutil.RedisPrefix(t, rdb)
 }
 
 func testURL() string {

@@ -2,6 +2,8 @@ package testutil
 
 import (
 	"bufio"
+	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // StartRedis starts a throwaway redis-server (no password, nothing kept on disk) on a free
@@ -91,4 +95,24 @@ func pong(addr string) bool {
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// RedisPrefix checks that a Redis client on the test server answers, failing the test
+// otherwise, and returns a key prefix of the test's own whose keys are deleted when it ends.
+func RedisPrefix(t testing.TB, rdb *redis.Client) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("the test Redis server at %s does not answer: %v", rdb.Options().Addr, err)
+	}
+	prefix := "teal-test:" + rand.Text() + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, err := rdb.Keys(ctx, prefix+"*").Result()
+		if err == nil && len(keys) > 0 {
+			_ = rdb.Del(ctx, keys...).Err()
+		}
+	})
+	return prefix
 }
