@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"teal.dev/teal"
@@ -109,5 +112,120 @@ func BenchmarkRouter_Sticky(b *testing.B) {
 				b.Fatalf("status = %d, want 200", w.status)
 			}
 		})
+	}
+}
+
+// rawUpstream is the cheapest keep-alive backend there is: it answers every request head it
+// reads (a GET, no body) with the same canned response, so that a benchmark measures the
+// router, not the backend's HTTP server.
+func rawUpstream(b *testing.B, response string) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatalf("listen: %v", err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					// A request head ends with an empty line.
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := io.WriteString(c, response); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// BenchmarkRouter_Forward is the hot path against a canned upstream: the live handler called
+// directly, for a small GET through the router's connection pool ("pool") and through
+// httputil.ReverseProxy over http.Transport ("reverseproxy", the path before the pool), one
+// request at a time and from as many goroutines as GOMAXPROCS.
+func BenchmarkRouter_Forward(b *testing.B) {
+	addr := rawUpstream(b, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 29 Nov 2026 08:00:00 GMT\r\n"+
+		"Content-Length: 13\r\n\r\nhello, world\n")
+	for _, tc := range []struct {
+		name string
+		std  bool
+	}{{"pool", false}, {"reverseproxy", true}} {
+		r := newTestRouter(b)
+		if tc.std {
+			r.Transport = NewTransport().HTTP
+		}
+		setBackends(b, r, teal.Blue, addr)
+		route(b, r, teal.Routes{Traffic: teal.All(teal.Blue)})
+		h := r.Handler()
+		// path=… lets benchstat put the two paths side by side: benchstat -col /path.
+		b.Run("path="+tc.name, func(b *testing.B) {
+			b.Run("serial", func(b *testing.B) {
+				req := httptest.NewRequest(http.MethodGet, "http://shop.example/orders?id=7", nil)
+				req.Header.Set("User-Agent", "bench")
+				req.Header.Set("Accept", "*/*")
+				w := &discardWriter{h: make(http.Header)}
+				b.ReportAllocs()
+				for b.Loop() {
+					clear(w.h)
+					w.status = 0
+					h.ServeHTTP(w, req)
+				}
+				if w.status != http.StatusOK {
+					b.Fatalf("status = %d, want 200", w.status)
+				}
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					req := httptest.NewRequest(http.MethodGet, "http://shop.example/orders?id=7", nil)
+					req.Header.Set("User-Agent", "bench")
+					req.Header.Set("Accept", "*/*")
+					w := &discardWriter{h: make(http.Header)}
+					for pb.Next() {
+						clear(w.h)
+						w.status = 0
+						h.ServeHTTP(w, req)
+						if w.status != http.StatusOK {
+							b.Errorf("status = %d, want 200", w.status)
+							return
+						}
+					}
+				})
+			})
+		})
+	}
+}
+
+// BenchmarkReadHead is the response head parser alone, on a connection that has seen the
+// same head before (the common case: its strings are reused).
+func BenchmarkReadHead(b *testing.B) {
+	const raw = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nDate: Sun, 29 Nov 2026 08:00:00 GMT\r\n" +
+		"Cache-Control: no-store\r\nSet-Cookie: session=abc; Path=/; HttpOnly\r\nContent-Length: 0\r\n\r\n"
+	src := strings.NewReader(raw)
+	r := &reader{br: bufio.NewReaderSize(src, readBufferSize)}
+	var h head
+	b.ReportAllocs()
+	for b.Loop() {
+		src.Reset(raw)
+		r.br.Reset(src)
+		if err := r.readHead(&h, http.MethodGet); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -80,7 +80,8 @@ func (h *colorHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r := h.r
 	e := r.endpoints
 	// Arrival is what residual traffic means: a request that waits in a hold still arrived.
-	e.last[h.color].Store(time.Now().UnixNano())
+	start := time.Now()
+	e.last[h.color].Store(start.UnixNano())
 	e.arrived[h.color].Add(1)
 	cnt := &e.counters[h.color]
 	if !r.wait(req) {
@@ -95,10 +96,7 @@ func (h *colorHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if p == nil {
 		unavailable(rec, endpoint, h.color)
 	} else {
-		if len(req.Header["Upgrade"]) > 0 {
-			req = r.trackUpgrade(rec, req, h.color)
-		}
-		p.pick().proxies[endpoint].ServeHTTP(rec, req)
+		r.serve(rec, req, p, h.color, start)
 	}
 	rec.done = true
 }

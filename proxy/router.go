@@ -52,9 +52,10 @@ type Router struct {
 	// Logger receives upstream errors and routing changes; nil discards them. Set it before
 	// the first SetBackends.
 	Logger *slog.Logger
-	// Transport carries requests to backends; NewRouter sets it to NewTransport(). Replace
-	// it, if at all, before the first SetBackends: backends keep the transport they were
-	// made with.
+	// Transport carries requests to backends; NewRouter sets it to NewTransport(), whose
+	// own connection pool carries plain requests on the handler's goroutine. Any other
+	// RoundTripper is used through httputil.ReverseProxy for every request. Replace it, if
+	// at all, before the first SetBackends: backends keep the transport they were made with.
 	Transport http.RoundTripper
 
 	// MaxHold bounds how long Hold keeps a request waiting; then it is routed by the table
@@ -84,6 +85,7 @@ type Router struct {
 	metrics      *metrics
 	recorders    sync.Pool
 	buffers      bufferPool
+	heads        headPool
 	handlers     [2]handler
 }
 
@@ -260,10 +262,12 @@ func (r *Router) logger() *slog.Logger {
 	return r.Logger
 }
 
-// newPool makes c's pool of backends, one reverse proxy per listener each; nil when addrs is
-// empty. Duplicate addresses are dropped, so a retry never tries the same backend twice.
+// newPool makes c's pool of backends, one reverse proxy per listener each and, when the
+// Transport is the router's own, the backend's connection pool; nil when addrs is empty.
+// Duplicate addresses are dropped, so a retry never tries the same backend twice.
 func (r *Router) newPool(c teal.Color, addrs []string) *pool {
 	p := &pool{}
+	own, _ := r.Transport.(*Transport)
 	seen := make(map[string]bool, len(addrs))
 	errorLog := slog.NewLogLogger(r.logger().With("color", c).Handler(), slog.LevelWarn)
 	ci := colorIndex(c)
@@ -276,6 +280,9 @@ func (r *Router) newPool(c teal.Color, addrs []string) *pool {
 		}
 		seen[a] = true
 		b := &backend{addr: a}
+		if own != nil {
+			b.conns = own.pool(a)
+		}
 		rt := &retrier{rt: r.Transport, pool: p, index: len(p.backends), router: r}
 		for l := range b.proxies {
 			b.proxies[l] = &httputil.ReverseProxy{
@@ -388,11 +395,23 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			rec.mirror = s.choose(req, c)
 		}
 	}
+	r.serve(rec, req, p, c, start)
+	rec.done = true
+}
+
+// serve forwards req to one of p's backends, round-robin: through the pool when the request
+// is plain, through the backend's ReverseProxy otherwise.
+func (r *Router) serve(rec *recorder, req *http.Request, p *pool, c int, start time.Time) {
+	i := p.pick()
+	b := p.backends[i]
+	if b.conns != nil && plain(req) {
+		r.forward(rec, req, p, i, start)
+		return
+	}
 	if len(req.Header["Upgrade"]) > 0 {
 		req = r.trackUpgrade(rec, req, c)
 	}
-	p.pick().proxies[h.listener].ServeHTTP(rec, req)
-	rec.done = true
+	b.proxies[rec.listener].ServeHTTP(rec, req)
 }
 
 // acquire picks the colour and pool of a request, and the sticky cookie to give it ("" for
@@ -494,10 +513,7 @@ func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error)
 		r.logger().Warn("upstream error", "listener", listenerName(rec.listener),
 			"color", colorName(rec.color), "backend", req.URL.Host, "err", err)
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(http.StatusBadGateway)
-	_, _ = io.WriteString(w, "teal: upstream error\n")
+	badGateway(w)
 }
 
 // unavailable answers 503 for a request with no colour or no backend to go to. Retry-After

@@ -333,7 +333,7 @@ func (m *mirror) send(liveStatus int) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 	defer cancel()
 	req := m.req.WithContext(ctx)
-	req.URL.Host = p.pick().addr
+	req.URL.Host = p.backends[p.pick()].addr
 	res, err := s.r.Transport.RoundTrip(req)
 	if err != nil {
 		m.record(shadowError, liveStatus, 0, err.Error())

@@ -119,17 +119,19 @@ type pool struct {
 	next     atomic.Uint64
 }
 
-// pick returns the next backend in round-robin order.
-func (p *pool) pick() *backend {
+// pick returns the index of the next backend in round-robin order.
+func (p *pool) pick() int {
 	if len(p.backends) == 1 {
-		return p.backends[0]
+		return 0
 	}
-	return p.backends[(p.next.Add(1)-1)%uint64(len(p.backends))]
+	return int((p.next.Add(1) - 1) % uint64(len(p.backends)))
 }
 
-// backend is one instance of a colour and the reverse proxies that forward to it, one per
-// listener (live, preview, endpoint), so that each knows whose counters a response is on.
+// backend is one instance of a colour: its connection pool, for plain requests, and the
+// reverse proxies that forward the rest to it, one per listener (live, preview, endpoint),
+// so that each knows whose counters a response is on.
 type backend struct {
 	addr    string
+	conns   *connPool // nil when the Router's Transport is not its own
 	proxies [3]*httputil.ReverseProxy
 }

@@ -26,6 +26,7 @@ case "${1:-test}" in
   bench)
     need wrk wrk
     need haproxy haproxy
+    need nginx nginx     # a peer of the router in bench/router.sh
     need hyperfine hyperfine
     ;;
   *) echo "deps.sh: unknown target $1 (test|bench)" >&2; exit 2 ;;

@@ -1,10 +1,13 @@
 // Command benchrouter runs the pieces of the router benchmark (bench/router.sh): an upstream
-// that answers every request with a small body, and teal's proxy.Router in front of it with
-// blue live. Each role can run in its own process, so that the router under test and the
-// upstream it forwards to are scheduled like the real thing.
+// that answers every request with a small body, teal's proxy.Router in front of it with blue
+// live, and, as a peer to compare with, a plain httputil.ReverseProxy in front of it. Each
+// role can run in its own process, so that the proxy under test and the upstream it forwards
+// to are scheduled like the real thing.
 //
 //	benchrouter -role upstream -upstream 127.0.0.1:18081
 //	benchrouter -role router -upstream 127.0.0.1:18081 -listen 127.0.0.1:18080
+//	benchrouter -role router -transport http ...     # teal over http.Transport, the old path
+//	benchrouter -role httputil -upstream 127.0.0.1:18081 -listen 127.0.0.1:18083
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -44,16 +48,20 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("benchrouter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	role := fs.String("role", "both", "what to run: upstream, router, or both in one process")
-	upstream := fs.String("upstream", "127.0.0.1:18081", "the upstream's address (served by role upstream, forwarded to by role router)")
-	listen := fs.String("listen", "127.0.0.1:18080", "the address teal's router listens on (role router)")
+	role := fs.String("role", "both", "what to run: upstream, router, httputil, or both (upstream and router) in one process")
+	upstream := fs.String("upstream", "127.0.0.1:18081", "the upstream's address (served by role upstream, forwarded to by the proxies)")
+	listen := fs.String("listen", "127.0.0.1:18080", "the address the proxy listens on (roles router and httputil)")
+	transport := fs.String("transport", "pool", "role router: teal's own connection pool (pool), or httputil.ReverseProxy over http.Transport (http)")
 	bodySize := fs.Int("body", 13, "size in bytes of the upstream's answer")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `file` until it stops")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *role != "upstream" && *role != "router" && *role != "both" {
-		return fmt.Errorf("role %q: want upstream, router or both", *role)
+	if *role != "upstream" && *role != "router" && *role != "httputil" && *role != "both" {
+		return fmt.Errorf("role %q: want upstream, router, httputil or both", *role)
+	}
+	if *transport != "pool" && *transport != "http" {
+		return fmt.Errorf("transport %q: want pool or http", *transport)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if *cpuProfile != "" {
@@ -70,7 +78,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	var servers []*http.Server
 	var lns []net.Listener
-	if *role != "router" {
+	if *role == "upstream" || *role == "both" {
 		body := []byte(strings.Repeat("hello, world\n", *bodySize/13+1)[:max(*bodySize, 0)])
 		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
@@ -82,9 +90,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		servers, lns = append(servers, newServer(h)), append(lns, ln)
 	}
-	if *role != "upstream" {
+	if *role == "httputil" {
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fmt.Errorf("listen for httputil: %w", err)
+		}
+		servers, lns = append(servers, newServer(plainProxy(*upstream))), append(lns, ln)
+	}
+	if *role == "router" || *role == "both" {
 		r := proxy.NewRouter()
 		r.Logger = log
+		if *transport == "http" {
+			r.Transport = proxy.NewTransport().HTTP
+		}
 		defer func() { _ = r.Close() }()
 		if err := r.SetBackends(ctx, teal.Blue, []string{*upstream}); err != nil {
 			return err
@@ -122,4 +140,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 func newServer(h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
+// plainProxy is the peer teal is compared with: httputil.ReverseProxy as its documentation
+// sets it up, over http.DefaultTransport's settings with the idle pool per host raised to
+// teal's, doing what teal does to a request (the client's Host kept, X-Forwarded-* set).
+func plainProxy(upstream string) http.Handler {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = proxy.DefaultMaxIdleConnsPerHost
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = upstream
+			pr.SetXForwarded()
+		},
+		Transport: tr,
+	}
 }
