@@ -99,16 +99,6 @@ func TestExampleAWS_ScriptsAreValidBash(t *testing.T) {
 	}
 }
 
-func TestExampleAWS_TerraformFormatted(t *testing.T) {
-	if _, err := exec.LookPath("terraform"); err != nil {
-		t.Skip("terraform is not installed")
-	}
-	cmd := exec.Command("terraform", "fmt", "-check", "-diff", filepath.Join(exampleDir, "terraform"))
-	if out, err := cmd.Output(); err != nil {
-		t.Fatalf("terraform fmt -check: %v\n%s", err, out)
-	}
-}
-
 // fakeAWS stands in for the AWS CLI: it records each call in $FAKE_STATE/calls and answers
 // the calls of the example's hooks, keeping instances as "id ip color version" lines.
 const fakeAWS = `#!/usr/bin/env bash

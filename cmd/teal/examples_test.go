@@ -656,7 +656,7 @@ type scriptEnv struct {
 func newScriptEnv(t *testing.T, e *cliEnv, version string) *scriptEnv {
 	t.Helper()
 	if _, err := exec.LookPath("jq"); err != nil {
-		t.Skip("the examples need jq (apt-get install jq)")
+		t.Fatal("the examples need jq (make test installs it: apt-get install jq)")
 	}
 	self, err := os.Executable()
 	if err != nil {
