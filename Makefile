@@ -16,8 +16,9 @@ deps:
 	@scripts/deps.sh test
 
 test: deps
+	GO=$(GO) scripts/k8s-tools.sh
 	$(GO) vet $(PKGS)
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	TEAL_REQUIRE_K8S=1 $(GO) test $(TESTFLAGS) $(PKGS)
 
 lint:
 	$(GO) vet $(PKGS)

@@ -33,6 +33,9 @@ type ArtifactStore interface {
 	PushFile(ctx context.Context, version, name string, r io.Reader) (*teal.Artifact, bool, error)
 	// PushTar stores the directory artifact of version from the tar stream r.
 	PushTar(ctx context.Context, version string, r io.Reader) (*teal.Artifact, bool, error)
+	// PushImage stores the container image reference ref, pinned by digest, as version's
+	// artifact (kind "image", digest the image's).
+	PushImage(ctx context.Context, version, ref string) (*teal.Artifact, bool, error)
 	// List returns every stored artifact.
 	List(ctx context.Context) ([]*teal.Artifact, error)
 }

@@ -171,6 +171,21 @@ func (c *Client) PushArtifact(ctx context.Context, version, path string) (*teal.
 	return &art, nil
 }
 
+// PushImage stores the container image reference ref, pinned by digest
+// (registry.example/shop@sha256:…), as version's artifact. A tag alone is refused.
+func (c *Client) PushImage(ctx context.Context, version, ref string) (*teal.Artifact, error) {
+	q := url.Values{"version": {version}, "image": {ref}}
+	req, err := c.newRequest(ctx, http.MethodPost, "/api/v1/artifacts", q, nil)
+	if err != nil {
+		return nil, err
+	}
+	var art teal.Artifact
+	if err := c.do(ctx, req, &art); err != nil {
+		return nil, err
+	}
+	return &art, nil
+}
+
 // LogsRequest says which instance's output Logs fetches.
 type LogsRequest struct {
 	Color    teal.Color

@@ -383,8 +383,9 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) error {
 }
 
 // pushArtifact stores the body as version's artifact: a tar stream of a directory when sent
-// as application/x-tar, else the single file ?name=. 201 when stored, 200 when the same
-// digest was already stored under that version.
+// as application/x-tar, else the single file ?name=; or, with ?image=REF@sha256:…, that
+// image reference (no body). 201 when stored, 200 when the same digest was already stored
+// under that version.
 func (s *Server) pushArtifact(w http.ResponseWriter, r *http.Request) error {
 	if s.Artifacts == nil {
 		return httpError(http.StatusNotImplemented, "", "this server stores no artifacts")
@@ -404,7 +405,9 @@ func (s *Server) pushArtifact(w http.ResponseWriter, r *http.Request) error {
 		created bool
 		err     error
 	)
-	if mt == TarType {
+	if ref := q.Get("image"); ref != "" {
+		art, created, err = s.Artifacts.PushImage(r.Context(), version, ref)
+	} else if mt == TarType {
 		art, created, err = s.Artifacts.PushTar(r.Context(), version, body)
 	} else {
 		// The store names the file when name is empty, and checks it too; a path never gets

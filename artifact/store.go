@@ -467,6 +467,13 @@ func (s *Store) existing(dst string, rec record, tarLen int64) (string, error) {
 				"digest %s is already stored as a directory artifact", rec.Digest)
 		}
 		name = one.Name()
+	case KindImage:
+		// The digest is an image's, so only another image artifact can share it.
+		if one == nil || one.Name() != ImageFile {
+			return "", teal.Errorf(teal.ErrConflict, hintNewVersion,
+				"digest %s is already stored as a file or directory artifact", rec.Digest)
+		}
+		name = one.Name()
 	case KindDir:
 		if one != nil && one.Size() == tarLen {
 			return "", teal.Errorf(teal.ErrConflict, hintNewVersion,
@@ -532,7 +539,7 @@ func (s *Store) record(version string) (record, error) {
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return record{}, fmt.Errorf("read artifact record %s: %w", p, err)
 	}
-	if rec.Version != version || !strings.HasPrefix(rec.Digest, "sha256:") || (rec.Kind != KindFile && rec.Kind != KindDir) {
+	if rec.Version != version || !strings.HasPrefix(rec.Digest, "sha256:") || (rec.Kind != KindFile && rec.Kind != KindDir && rec.Kind != KindImage) {
 		return record{}, fmt.Errorf("read artifact record %s: not a record of version %s", p, version)
 	}
 	return rec, nil
@@ -541,7 +548,7 @@ func (s *Store) record(version string) (record, error) {
 // artifact is the teal.Artifact of rec.
 func (s *Store) artifact(rec record) *teal.Artifact {
 	p := s.unpacked(rec.Digest)
-	if rec.Kind == KindFile {
+	if rec.Kind == KindFile || rec.Kind == KindImage {
 		p = filepath.Join(p, rec.Name)
 	}
 	return &teal.Artifact{

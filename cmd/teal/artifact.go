@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -20,20 +21,32 @@ func newArtifactCmd(g *globals) *cobra.Command {
 }
 
 func newArtifactPushCmd(g *globals) *cobra.Command {
-	var version string
+	var version, image string
 	cmd := &cobra.Command{
-		Use:   "push PATH --version V",
-		Short: "Store the file or directory at PATH as version V's artifact",
+		Use:   "push {PATH | --image REF@sha256:…} --version V",
+		Short: "Store the file or directory at PATH, or an image reference, as version V's artifact",
 		Long: `Stores the executable file or the directory at PATH as the artifact of version V and
 prints its digest. Pushing the same content again is fine; a version's artifact never
-changes, so different content under an existing version is refused.`,
-		Args: cobra.ExactArgs(1),
+changes, so different content under an existing version is refused.
+
+With --image (provider: kubernetes) the artifact is a container image reference pinned by
+digest, REPO@sha256:<digest>, and its digest is the image's. A tag alone is refused: it can
+move, and teal does not resolve it.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 1) == (image != "") {
+				return &usageError{err: errors.New("give either PATH or --image REF@sha256:…"), hint: "teal artifact push PATH --version V, or teal artifact push --image REPO@sha256:<digest> --version V"}
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			art, err := c.PushArtifact(cmd.Context(), version, args[0])
+			var art *teal.Artifact
+			if image != "" {
+				art, err = c.PushImage(cmd.Context(), version, image)
+			} else {
+				art, err = c.PushArtifact(cmd.Context(), version, args[0])
+			}
 			if err != nil {
 				return err
 			}
@@ -45,6 +58,7 @@ changes, so different content under an existing version is refused.`,
 		},
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the version the artifact is (required)")
+	cmd.Flags().StringVar(&image, "image", "", "push the container image `REF@sha256:DIGEST` instead of a path")
 	_ = cmd.MarkFlagRequired("version") // the flag exists: cannot fail
 	return cmd
 }

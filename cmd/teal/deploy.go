@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 func newDeployCmd(g *globals) *cobra.Command {
 	var (
 		artifactPath string
+		image        string
 		wait         bool
 		timeout      time.Duration
 	)
@@ -20,7 +22,8 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Short: "Start a release of VERSION to the idle colour",
 		Long: `Starts a release of VERSION: its artifact is launched on the idle colour, health-checked
 and verified, then waits at the gate for teal promote (the very first release goes live
-as soon as it is healthy). With --artifact, PATH is pushed as VERSION first.`,
+as soon as it is healthy). With --artifact, PATH is pushed as VERSION first; with --image
+(provider: kubernetes), the image reference pinned by digest.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, version := cmd.Context(), args[0]
@@ -28,8 +31,16 @@ as soon as it is healthy). With --artifact, PATH is pushed as VERSION first.`,
 			if err != nil {
 				return err
 			}
-			if artifactPath != "" {
-				art, err := c.PushArtifact(ctx, version, artifactPath)
+			if artifactPath != "" && image != "" {
+				return &usageError{err: errors.New("give --artifact or --image, not both")}
+			}
+			if artifactPath != "" || image != "" {
+				var art *teal.Artifact
+				if image != "" {
+					art, err = c.PushImage(ctx, version, image)
+				} else {
+					art, err = c.PushArtifact(ctx, version, artifactPath)
+				}
 				if err != nil {
 					return err
 				}
@@ -64,6 +75,7 @@ as soon as it is healthy). With --artifact, PATH is pushed as VERSION first.`,
 		},
 	}
 	cmd.Flags().StringVar(&artifactPath, "artifact", "", "push the file or directory at `PATH` as VERSION first")
+	cmd.Flags().StringVar(&image, "image", "", "push the container image `REF@sha256:DIGEST` as VERSION first")
 	addWaitFlags(cmd, &wait, &timeout, "the release awaits promotion or is released")
 	return cmd
 }
