@@ -10,13 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"teal.dev/teal"
+	"teal.dev/teal/internal/procenv"
 )
 
 // hookKind names a hook as run.<kind> does in teal.yaml.
@@ -211,19 +211,15 @@ func (p *Provider) values(req teal.LaunchRequest) map[string]string {
 // request's (DATABASE_URL and friends), then what teal sets.
 func (p *Provider) env(h hookKind, req teal.LaunchRequest, vals map[string]string) []string {
 	env := os.Environ()
-	for _, k := range sortedKeys(p.run.Env) {
-		env = setEnv(env, k, expand(p.run.Env[k], vals))
-	}
-	for _, k := range sortedKeys(req.Env) {
-		env = setEnv(env, k, req.Env[k])
-	}
-	env = setEnv(env, "TEAL_APP", p.app)
-	env = setEnv(env, "TEAL_COLOR", string(req.Color))
-	env = setEnv(env, "TEAL_VERSION", req.Version)
-	env = setEnv(env, "TEAL_DIGEST", req.Digest)
-	env = setEnv(env, "TEAL_ARTIFACT", req.Artifact)
-	env = setEnv(env, "TEAL_INSTANCES", vals["instances"])
-	env = setEnv(env, "TEAL_HOOK", string(h))
+	env = procenv.SetAll(env, p.run.Env, func(v string) string { return expand(v, vals) })
+	env = procenv.SetAll(env, req.Env, nil)
+	env = procenv.Set(env, "TEAL_APP", p.app)
+	env = procenv.Set(env, "TEAL_COLOR", string(req.Color))
+	env = procenv.Set(env, "TEAL_VERSION", req.Version)
+	env = procenv.Set(env, "TEAL_DIGEST", req.Digest)
+	env = procenv.Set(env, "TEAL_ARTIFACT", req.Artifact)
+	env = procenv.Set(env, "TEAL_INSTANCES", vals["instances"])
+	env = procenv.Set(env, "TEAL_HOOK", string(h))
 	return env
 }
 
@@ -333,26 +329,6 @@ func quoteArgs(argv []string) []string {
 		out[i] = a
 	}
 	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// setEnv sets k=v in env, replacing an earlier value of k.
-func setEnv(env []string, k, v string) []string {
-	for i, kv := range env {
-		if strings.HasPrefix(kv, k+"=") {
-			env[i] = k + "=" + v
-			return env
-		}
-	}
-	return append(env, k+"="+v)
 }
 
 // cappedBuffer keeps the first max bytes written to it and counts the rest: a hook that

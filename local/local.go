@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"teal.dev/teal"
+	"teal.dev/teal/internal/procenv"
 )
 
 // Defaults of the Provider's exported fields.
@@ -431,17 +432,13 @@ func (p *Provider) newInstance(req teal.LaunchRequest, index int, addr string, p
 	// Later sources win: the server's environment, run.env, the request's, then what teal
 	// injects.
 	env := os.Environ()
-	for _, k := range sortedKeys(p.run.Env) {
-		env = setEnv(env, k, r.Replace(p.run.Env[k]))
-	}
-	for _, k := range sortedKeys(req.Env) {
-		env = setEnv(env, k, req.Env[k])
-	}
-	env = setEnv(env, "PORT", strconv.Itoa(port))
-	env = setEnv(env, "TEAL_APP", p.app)
-	env = setEnv(env, "TEAL_COLOR", string(req.Color))
-	env = setEnv(env, "TEAL_VERSION", req.Version)
-	env = setEnv(env, "TEAL_INSTANCE", strconv.Itoa(index))
+	env = procenv.SetAll(env, p.run.Env, r.Replace)
+	env = procenv.SetAll(env, req.Env, nil)
+	env = procenv.Set(env, "PORT", strconv.Itoa(port))
+	env = procenv.Set(env, "TEAL_APP", p.app)
+	env = procenv.Set(env, "TEAL_COLOR", string(req.Color))
+	env = procenv.Set(env, "TEAL_VERSION", req.Version)
+	env = procenv.Set(env, "TEAL_INSTANCE", strconv.Itoa(index))
 
 	return &instance{
 		p:       p,
@@ -502,26 +499,6 @@ func addrPort(addr string) (int, error) {
 		return 0, fmt.Errorf("port %q of %q", ps, addr)
 	}
 	return port, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// setEnv sets k=v in env, replacing an earlier value of k.
-func setEnv(env []string, k, v string) []string {
-	for i, kv := range env {
-		if strings.HasPrefix(kv, k+"=") {
-			env[i] = k + "=" + v
-			return env
-		}
-	}
-	return append(env, k+"="+v)
 }
 
 // startError explains why a program could not start, with a hint at the likely cause.
