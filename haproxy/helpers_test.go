@@ -1,7 +1,6 @@
 package haproxy
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,24 +33,6 @@ type haConfig struct {
 	Balance string // "" means roundrobin
 	Server  string // options after each slot, like "check inter 100ms"; "" means none
 	Extra   string // lines added to the backend
-}
-
-// lockedBuffer collects haproxy's log, written by exec's copying goroutine and read on failure.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startHAProxy starts Debian's haproxy in the foreground (-db) with a generated haproxy.cfg in
@@ -115,25 +94,8 @@ backend %[5]s
 		t.Fatalf("write haproxy.cfg: %v", err)
 	}
 	cmd := exec.Command(path, "-f", cfgPath, "-db")
-	var log lockedBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start haproxy: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("haproxy.cfg:\n%s\nhaproxy log:\n%s", cfg, log.String())
-		}
-	})
+	proc := testutil.StartProcess(t, "haproxy", cmd, func() string { return "haproxy.cfg:\n" + cfg })
+	log, exited := proc.Log, proc.Exited
 
 	c := &Client{Socket: in.Socket, Timeout: time.Second}
 	deadline := time.Now().Add(20 * time.Second)

@@ -3,7 +3,6 @@
 package testutil
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -13,8 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,24 +25,6 @@ type Named struct {
 	KeyName   string // "teal."
 	Secret    string // base64
 	Algorithm string // hmac-sha256
-}
-
-// lockedBuffer collects named's log, written by exec's copying goroutine and read on failure.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // NamedZone is the zone named starts with: shop is on blue (127.0.0.2) with a long TTL, as a
@@ -104,25 +83,8 @@ zone "example.test." {
 	// -g: foreground, log to stderr; -n 1: one worker, the machine is shared. named runs as
 	// whoever runs the test (root in CI, where it keeps root: the files are in a temp dir).
 	cmd := exec.Command(path, "-g", "-n", "1", "-c", confPath)
-	var log lockedBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start named: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("named log:\n%s", log.String())
-		}
-	})
+	proc := StartProcess(t, "named", cmd, nil)
+	log, exited := proc.Log, proc.Exited
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
