@@ -47,7 +47,12 @@ func (s *Server) traffic() (trafficController, error) {
 	return tc, nil
 }
 
-func (s *Server) pause(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) pause(w http.ResponseWriter, r *http.Request) error  { return s.hold(w, r, true) }
+func (s *Server) resume(w http.ResponseWriter, r *http.Request) error { return s.hold(w, r, false) }
+
+// hold answers POST /api/v1/pause (on) and /api/v1/resume: of new requests in the router
+// with "requests": true, else of the weighted release's weight.
+func (s *Server) hold(w http.ResponseWriter, r *http.Request, on bool) error {
 	var body PauseBody
 	if err := decodeJSON(w, r, &body); err != nil {
 		return err
@@ -56,45 +61,31 @@ func (s *Server) pause(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if body.Requests {
-		var max time.Duration
-		if body.Max != "" {
-			if max, err = time.ParseDuration(body.Max); err != nil || max <= 0 {
-				return httpError(http.StatusBadRequest, "like 10s; release.max_pause caps it", "max %q is not a duration over 0", body.Max)
-			}
-		}
-		if err := tc.PauseRequests(r.Context(), actorOf(r), max); err != nil {
-			return err
-		}
-		return s.status(w, r)
-	}
-	if body.Max != "" {
+	if on && body.Max != "" && !body.Requests {
 		return httpError(http.StatusBadRequest, `add "requests": true`, "max applies to a request pause only")
 	}
-	rel, err := tc.Pause(r.Context(), actorOf(r))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, rel)
-	return nil
-}
-
-func (s *Server) resume(w http.ResponseWriter, r *http.Request) error {
-	var body PauseBody
-	if err := decodeJSON(w, r, &body); err != nil {
-		return err
-	}
-	tc, err := s.traffic()
-	if err != nil {
-		return err
-	}
 	if body.Requests {
-		if err := tc.ResumeRequests(r.Context(), actorOf(r)); err != nil {
+		if on {
+			var max time.Duration
+			if body.Max != "" {
+				if max, err = time.ParseDuration(body.Max); err != nil || max <= 0 {
+					return httpError(http.StatusBadRequest, "like 10s; release.max_pause caps it", "max %q is not a duration over 0", body.Max)
+				}
+			}
+			err = tc.PauseRequests(r.Context(), actorOf(r), max)
+		} else {
+			err = tc.ResumeRequests(r.Context(), actorOf(r))
+		}
+		if err != nil {
 			return err
 		}
 		return s.status(w, r)
 	}
-	rel, err := tc.Resume(r.Context(), actorOf(r))
+	release := tc.Resume
+	if on {
+		release = tc.Pause
+	}
+	rel, err := release(r.Context(), actorOf(r))
 	if err != nil {
 		return err
 	}
