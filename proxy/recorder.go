@@ -33,6 +33,15 @@ func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.status = code
 	}
+	if code >= 200 {
+		// A proxy passes the backend's fields on and adds no Content-Type of its own:
+		// without this net/http would sniff one from the first bytes of the body, and
+		// whether it does would depend on whether the head went out before them.
+		h := r.w.Header()
+		if _, ok := h["Content-Type"]; !ok {
+			h["Content-Type"] = nil
+		}
+	}
 	r.w.WriteHeader(code)
 }
 
