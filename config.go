@@ -33,6 +33,8 @@ type Config struct {
 	Notify   NotifyConfig   `yaml:"notify"`
 	Sessions SessionsConfig `yaml:"sessions"`
 	HAProxy  HAProxyConfig  `yaml:"haproxy"`
+	// Kubernetes is provider: kubernetes's section (config_kube.go).
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 }
 
 // RunConfig says how one instance of a version starts (local provider).
@@ -172,6 +174,7 @@ func DefaultConfig() Config {
 			KeepOldDatabase: DefaultKeepOldDatabase,
 			CloneStrategy:   DefaultCloneStrategy,
 		},
-		DNS: DefaultDNSConfig(),
+		DNS:        DefaultDNSConfig(),
+		Kubernetes: KubernetesConfig{Namespace: DefaultKubeNamespace, Port: DefaultKubePort},
 	}
 }

@@ -34,7 +34,6 @@ func TestParseConfig_FleetErrors(t *testing.T) {
 		{"haproxy without socket", "router: haproxy\nhaproxy: {backend: shop}", "haproxy.socket", "required with router: haproxy"},
 		{"haproxy without backend", "router: haproxy\nhaproxy: {socket: /x.sock}", "haproxy.backend", "required with router: haproxy"},
 		{"haproxy section unused", "haproxy: {socket: /x.sock}", "haproxy", "only used with router: haproxy"},
-		{"kubernetes", "provider: kubernetes", "provider", "not supported yet"},
 		{"shadow behind haproxy", "router: haproxy\nhaproxy: {socket: /x.sock, backend: b}\nverify: {shadow: {percent: 5}}", "verify.shadow", "needs router: builtin"},
 	})
 }

@@ -102,6 +102,9 @@ func resolvePaths(cfg Config, path string) (Config, error) {
 	if cfg.TokensFile != "" {
 		cfg.TokensFile = absFrom(dir, cfg.TokensFile)
 	}
+	if k := cfg.Kubernetes.Kubeconfig; k != "" && !strings.HasPrefix(k, "~/") {
+		cfg.Kubernetes.Kubeconfig = absFrom(dir, k)
+	}
 	return cfg, nil
 }
 
@@ -140,7 +143,11 @@ func ParseConfig(r io.Reader, file string, lookupEnv func(string) (string, bool)
 	if root != nil {
 		d.mapping(root, "", "")
 	}
+	unused := cfg.providerDefaults(func(k string) bool { _, ok := d.keys[k]; return ok })
 	problems := cfg.validate(file)
+	for _, k := range unused {
+		problems = append(problems, unusedKeyError(file, k))
+	}
 	dv := &validator{file: file}
 	cfg.DNS.validate(dv, &cfg)
 	problems = append(problems, dv.errs...)
@@ -362,12 +369,13 @@ func newDecoder(file string, lookup func(string) (string, bool), c *Config, dc *
 	d.gateSchema(c, section)
 	d.trafficSchema(c, section)
 	d.fleetSchema(c, section)
+	d.kubeSchema(c, section)
 	return d
 }
 
 // sectionOrder lists the schema's sections in file order, for stable suggestions.
 func sectionOrder() []string {
-	return []string{"", "run", "health", "release", "release.analysis", "release.window", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53", "verify", "verify.smoke[]", "verify.smoke[].expect", "verify.shadow", "notify", "sessions", "haproxy"}
+	return []string{"", "run", "health", "release", "release.analysis", "release.window", "database", "dns", "dns.builtin", "dns.rfc2136", "dns.route53", "verify", "verify.smoke[]", "verify.smoke[].expect", "verify.shadow", "notify", "sessions", "haproxy", "kubernetes"}
 }
 
 // add records e, found on line.
@@ -456,10 +464,6 @@ func (d *decoder) mapping(n *yaml.Node, path, section string) {
 			f.decode(vn, p)
 			continue
 		}
-		if what, ok := notBuilt(section, key); ok {
-			d.keyError(kn, p, fmt.Sprintf("not supported yet (%s); remove it", what))
-			continue
-		}
 		d.keyError(kn, p, d.unknown(section, key))
 	}
 }
@@ -509,19 +513,6 @@ func (d *decoder) unknown(section, key string) string {
 		where = "valid keys in " + section
 	}
 	return fmt.Sprintf("unknown key; %s: %s", where, strings.Join(keys, ", "))
-}
-
-// notBuilt says what capability a key of the spec belongs to when that capability is not built
-// yet. Such keys are refused rather than ignored: a user who sets them expects them to act.
-func notBuilt(section, key string) (string, bool) {
-	var what string
-	switch joinKey(section, key) {
-	case "kubernetes":
-		what = "the kubernetes provider"
-	default:
-		return "", false
-	}
-	return what, true
 }
 
 // str decodes a string value.
@@ -962,18 +953,14 @@ func (c *Config) validate(file string) ConfigErrors {
 		v.add("app", c.App, "want a lowercase letter, then up to 40 lowercase letters, digits or - (like shop)")
 	}
 	switch c.Provider {
-	case "local", "exec":
-	case "kubernetes":
-		v.add("provider", c.Provider, "not supported yet; works now: local, exec")
+	case "local", "exec", "kubernetes":
 	default:
-		v.add("provider", c.Provider, "want local or exec (kubernetes is not supported yet)")
+		v.add("provider", c.Provider, "want local, exec or kubernetes")
 	}
 	switch c.Router {
-	case "builtin", "haproxy":
-	case "none":
-		v.add("router", c.Router, "not supported yet (the kubernetes provider brings it); works now: builtin, haproxy")
+	case "builtin", "haproxy", "none":
 	default:
-		v.add("router", c.Router, "want builtin or haproxy")
+		v.add("router", c.Router, "want builtin, haproxy or none (none: provider kubernetes, whose Service is the router)")
 	}
 	if c.DataDir == "" {
 		v.add("data_dir", "", "empty; leave it out for "+DefaultDataDir)
@@ -1016,6 +1003,7 @@ func (c *Config) validate(file string) ConfigErrors {
 	c.validateGate(v)
 	c.validateTraffic(v)
 	c.validateFleet(v)
+	c.validateKube(v)
 	return v.errs
 }
 

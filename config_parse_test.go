@@ -132,7 +132,8 @@ func TestParseConfig_Full(t *testing.T) {
 			KeepOldDatabase: 48 * time.Hour,
 			CloneStrategy:   "dump",
 		},
-		DNS: DefaultDNSConfig(), // full.yaml has no dns section: testdata/config/dns.yaml does
+		DNS:        DefaultDNSConfig(), // full.yaml has no dns section: testdata/config/dns.yaml does
+		Kubernetes: KubernetesConfig{Namespace: DefaultKubeNamespace, Port: DefaultKubePort},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("ParseConfig(full.yaml) =\n%+v\nwant\n%+v", cfg, want)
@@ -475,33 +476,6 @@ func TestParseConfig_UnknownKeys(t *testing.T) {
 			}
 			if !strings.Contains(errs[0].Msg, tt.want) {
 				t.Fatalf("Msg = %q, want it to contain %q", errs[0].Msg, tt.want)
-			}
-		})
-	}
-}
-
-func TestParseConfig_NotSupportedYet(t *testing.T) {
-	tests := []struct {
-		name string
-		src  string
-		key  string
-		want string
-	}{
-		{"kubernetes", "kubernetes: {namespace: default}", "kubernetes", "not supported yet"},
-		{"provider kubernetes", "provider: kubernetes", "provider", `"kubernetes": not supported yet; works now: local`},
-		{"router none", "router: none", "router", "not supported yet (the kubernetes provider brings it)"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			errs := parseConfigErrors(t, "app: shop\n"+tt.src+"\n", nil)
-			if len(errs) != 1 {
-				t.Fatalf("got %d errors, want 1:\n%v", len(errs), errs)
-			}
-			if errs[0].Key != tt.key {
-				t.Fatalf("Key = %q, want %q", errs[0].Key, tt.key)
-			}
-			if msg := errs[0].Error(); !strings.Contains(msg, tt.want) {
-				t.Fatalf("error = %q, want it to contain %q", msg, tt.want)
 			}
 		})
 	}

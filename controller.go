@@ -232,7 +232,7 @@ func (c *Controller) adopt(ctx context.Context, env *Environment) error {
 	}
 	var ok []string
 	for _, in := range insts {
-		if c.probe(ctx, in.Addr) == nil {
+		if c.probeInstance(ctx, in) == nil {
 			ok = append(ok, in.Addr)
 		}
 	}
@@ -241,6 +241,20 @@ func (c *Controller) adopt(ctx context.Context, env *Environment) error {
 	}
 	c.watch(env.Color, insts)
 	return nil
+}
+
+// instanceProber is a Health that checks one instance itself. The Kubernetes one asks whether
+// the pod is Ready: teal often cannot reach pod addresses, and must never guess at them.
+type instanceProber interface {
+	Probe(ctx context.Context, in Instance) error
+}
+
+// probeInstance checks one instance once: through the Health when it can, else over HTTP.
+func (c *Controller) probeInstance(ctx context.Context, in Instance) error {
+	if p, ok := c.d.Health.(instanceProber); ok {
+		return p.Probe(ctx, in)
+	}
+	return c.probe(ctx, in.Addr)
 }
 
 // probe checks one instance once, the way the health monitor does.

@@ -94,6 +94,12 @@ func orText(s, alt string) string {
 	return s
 }
 
+// previewURLer is a router whose preview is reached at a URL of its own (on Kubernetes, the
+// preview Service's cluster DNS name).
+type previewURLer interface {
+	PreviewURL() string
+}
+
 // smoke runs the release's smoke checks against the preview of the new colour. Their output is
 // kept in the release's events.
 func (c *Controller) smoke(ctx context.Context, rel *Release) error {
@@ -102,9 +108,13 @@ func (c *Controller) smoke(ctx context.Context, rel *Release) error {
 	}
 	step := c.beginStep(ctx, rel, "smoke")
 	base := ""
-	if c.cfg.Preview != "" {
+	pu, hasPreview := c.d.Router.(previewURLer)
+	switch {
+	case c.cfg.Preview != "":
 		base = "http://" + c.cfg.Preview
-	} else {
+	case hasPreview && pu.PreviewURL() != "":
+		base = pu.PreviewURL()
+	default:
 		// No preview listener: the checks go to one of the new colour's instances directly.
 		c.mu.Lock()
 		if insts := c.sys.Env(rel.Color).Instances; len(insts) > 0 {

@@ -14,10 +14,9 @@ import (
 // current weight, teal rollback returns to the old colour. The last step, all traffic, is the
 // ordinary switch that follows.
 func (c *Controller) weightedSteps(ctx context.Context, rel *Release, run *releaseRun) error {
-	sm, ok := c.d.Router.(sampler)
-	if !ok {
-		return fmt.Errorf("the router cannot count traffic per colour: weighted steps need it")
-	}
+	// A router that cannot count per colour (a Kubernetes HTTPRoute) gives no analysis:
+	// each step passes once step_hold is over, and a person can still hold or roll back.
+	sm, counted := c.d.Router.(sampler)
 	c.mu.Lock()
 	run.checking, run.stepping = true, true
 	c.mu.Unlock()
@@ -43,7 +42,10 @@ func (c *Controller) weightedSteps(ctx context.Context, rel *Release, run *relea
 			c.endStep(ctx, rel, step, err)
 			return err
 		}
-		before := sm.Sample(rel.Color)
+		var before TrafficSample
+		if counted {
+			before = sm.Sample(rel.Color)
+		}
 		start := time.Now()
 		tick := time.NewTicker(min(time.Second, max(hold/20, 50*time.Millisecond)))
 		held := false
@@ -70,8 +72,13 @@ func (c *Controller) weightedSteps(ctx context.Context, rel *Release, run *relea
 				return context.Cause(ctx)
 			case <-tick.C:
 			}
-			j := c.cfg.Release.Analysis.Judge(sm.Sample(rel.Color).Sub(before))
-			c.setJudgement(&j)
+			j := Judgement{Verdict: VerdictPass, Reason: "no analysis: the router does not count requests per colour; step_hold is over"}
+			if counted {
+				j = c.cfg.Release.Analysis.Judge(sm.Sample(rel.Color).Sub(before))
+				c.setJudgement(&j)
+			} else if time.Since(start) < hold {
+				j = Judgement{Verdict: VerdictInconclusive, Reason: "no analysis: waiting for step_hold"}
+			}
 			c.mu.Lock()
 			paused := run.paused
 			c.mu.Unlock()

@@ -45,6 +45,12 @@ type LogSource interface {
 	LogFile(c teal.Color, index int) (string, error)
 }
 
+// LogStreamer streams an instance's output: its last tail lines (all when tail < 0), then
+// with follow what it writes until ctx ends.
+type LogStreamer interface {
+	LogStream(ctx context.Context, c teal.Color, index, tail int, follow bool) (io.ReadCloser, error)
+}
+
 // ReleaseDetail is the answer of GET /api/v1/releases/{id}: the release's fields and its
 // events, oldest first.
 type ReleaseDetail struct {

@@ -50,6 +50,9 @@ type Server struct {
 	Artifacts ArtifactStore
 	// Logs finds instance output; nil answers 501 on the logs route.
 	Logs LogSource
+	// LogStreams, when set, streams instance output instead of Logs (pods' logs from the
+	// Kubernetes API).
+	LogStreams LogStreamer
 	// Token is the admin bearer token; every /api/ call must present it, a token of Tokens,
 	// or a dashboard session. Empty refuses every call: an API without a token is never open
 	// by accident.

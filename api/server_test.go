@@ -7,11 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -870,5 +872,66 @@ func TestClient_NonJSONError(t *testing.T) {
 	var ae *Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadGateway || !strings.Contains(ae.Message, "bad gateway from a proxy") {
 		t.Fatalf("Status = %v, want a 502 *Error quoting the body", err)
+	}
+}
+
+// pipeLogs streams an instance's output from a pipe the test writes to, as the Kubernetes
+// API streams a pod's log; it records what it was asked.
+type pipeLogs struct {
+	mu   sync.Mutex
+	asks []string
+	r    *io.PipeReader
+}
+
+func (p *pipeLogs) LogStream(ctx context.Context, c teal.Color, index, tail int, follow bool) (io.ReadCloser, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.asks = append(p.asks, fmt.Sprintf("%s/%d tail=%d follow=%v", c, index, tail, follow))
+	if index > 0 {
+		return nil, teal.Errorf(teal.ErrNotFound, "", "%s has 1 pod, no instance %d", c, index)
+	}
+	context.AfterFunc(ctx, func() { p.r.CloseWithError(ctx.Err()) })
+	return p.r, nil
+}
+
+func TestServer_LogStreams(t *testing.T) {
+	e := newTestEnv(t, &fakeController{})
+	pr, pw := io.Pipe()
+	logs := &pipeLogs{r: pr}
+	e.srv.LogStreams = logs
+
+	var b bytes.Buffer
+	err := e.client.Logs(context.Background(), LogsRequest{Color: teal.Blue, Instance: 3, Tail: 5}, &b)
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound || !strings.Contains(ae.Error(), "no instance 3") {
+		t.Fatalf("Logs(blue/3) error = %v, want 404 naming the instance", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- e.client.Logs(ctx, LogsRequest{Color: teal.Green, Follow: true, Tail: 2}, &out)
+	}()
+	for _, line := range []string{"one\n", "two\n"} {
+		if _, err := io.WriteString(pw, line); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() bool { return out.String() == "one\ntwo\n" })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Logs after cancel = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Logs did not return after cancel")
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if want := []string{"blue/3 tail=5 follow=false", "green/0 tail=2 follow=true"}; !slices.Equal(logs.asks, want) {
+		t.Fatalf("streams asked = %q, want %q", logs.asks, want)
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,7 +91,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 
 // streamLog returns an error only before anything is written.
 func (s *Server) streamLog(w http.ResponseWriter, r *http.Request) error {
-	if s.Logs == nil {
+	if s.Logs == nil && s.LogStreams == nil {
 		return httpError(http.StatusNotImplemented, "", "this server keeps no instance logs")
 	}
 	col, err := teal.ParseColor(r.PathValue("color"))
@@ -110,6 +111,9 @@ func (s *Server) streamLog(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 
+	if s.LogStreams != nil {
+		return s.copyLogStream(w, r, col, n, tail, follow)
+	}
 	path, err := s.Logs.LogFile(col, n)
 	if err != nil {
 		return fmt.Errorf("log of %s/%d: %w", col, n, err)
@@ -165,6 +169,46 @@ func (s *Server) streamLog(w http.ResponseWriter, r *http.Request) error {
 		}
 		if err := rc.Flush(); err != nil {
 			return nil
+		}
+	}
+}
+
+// copyLogStream answers an instance's output from s.LogStreams, flushing each piece as it
+// comes when following.
+func (s *Server) copyLogStream(w http.ResponseWriter, r *http.Request, col teal.Color, n, tail int, follow bool) error {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done: // the server shuts down: end followed streams
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	rc, err := s.LogStreams.LogStream(ctx, col, n, tail, follow)
+	if err != nil {
+		return fmt.Errorf("log of %s/%d: %w", col, n, err)
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	rc2 := http.NewResponseController(w)
+	if follow {
+		_ = rc2.SetWriteDeadline(time.Time{})
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := rc.Read(buf)
+		if k > 0 {
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				return nil
+			}
+			if follow {
+				_ = rc2.Flush()
+			}
+		}
+		if err != nil {
+			return nil // the stream ended (or the client went): the response simply ends
 		}
 	}
 }

@@ -47,6 +47,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build teal:", err)
 		return 1
 	}
+	defer stopKube()
 	return m.Run()
 }
 
@@ -79,6 +80,9 @@ type options struct {
 	extra          string // more teal.yaml, appended as is
 	runExtra       string // more keys of run:, indented, like "  launch: [./l]\n"
 	top            string // more top-level keys, before run:
+	// raw replaces everything after app: and admin: (no listen, preview or run: of the
+	// local provider); the options above are then unused.
+	raw string
 }
 
 var appSeq atomic.Int64
@@ -121,6 +125,10 @@ release:
   drain_timeout: 5s
   keep_old: %s
 %s`, h.app, h.listen, h.prev, h.admin, o.top, o.runExtra, o.healthDeadline, o.approval, autoAfter, o.keepOld, o.extra)
+	if o.raw != "" {
+		h.listen, h.prev = "", ""
+		yaml = fmt.Sprintf("app: %s\nadmin: %s\n%s", h.app, h.admin, o.raw)
+	}
 	if err := os.WriteFile(h.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

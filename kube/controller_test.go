@@ -107,9 +107,14 @@ func TestController_Kubernetes(t *testing.T) {
 	}
 	f.wantEndpoints("shop", string(live)+"/v1", string(live)+"/v1")
 
-	// No restart of the controller here: at Open it probes each recorded instance's address
-	// over HTTP, and kwok's pod IPs are not on this machine (TestProvider_RestartMidRelease
-	// covers the provider's side of a restart).
+	// teal restarts at the gate: the new controller re-adopts both colours, asking the pods'
+	// readiness (Health.Probe) instead of dialling kwok's pod IPs, which are not on this
+	// machine, and the release waits at the gate again.
+	if err := e.ctl.Close(ctx); err != nil {
+		t.Fatalf("controller Close: %v", err)
+	}
+	e.start(f.provider(nil))
+	e.waitRelease(rel.ID, teal.PhaseAwaitingRelease)
 	if _, err := e.ctl.Promote(ctx, "test"); err != nil {
 		t.Fatalf("Promote: %v", err)
 	}

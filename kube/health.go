@@ -184,3 +184,24 @@ func podReady(pod *corev1.Pod) bool {
 	}
 	return false
 }
+
+// Probe checks one instance now, for a teal that re-adopts its instances at start: the pod
+// with in's UID must exist and be Ready. It never connects to the pod: its address is the
+// cluster's, often not reachable from where teal runs.
+func (h *Health) Probe(ctx context.Context, in teal.Instance) error {
+	l, err := h.p.kc.CoreV1().Pods(h.p.ns).List(ctx, metav1.ListOptions{LabelSelector: h.p.colorSelector(in.Color)})
+	if err != nil {
+		return fmt.Errorf("pods of %s: %w", in.Color, err)
+	}
+	for i := range l.Items {
+		pod := &l.Items[i]
+		if string(pod.UID) != in.Identity {
+			continue
+		}
+		if pod.DeletionTimestamp != nil || !podReady(pod) {
+			return fmt.Errorf("pod %s: %s", pod.Name, podReason(pod))
+		}
+		return nil
+	}
+	return fmt.Errorf("%s instance %d: pod %s is gone", in.Color, in.Index, in.Identity)
+}

@@ -17,11 +17,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
@@ -79,40 +75,7 @@ func (f *fixture) provider(wrap func(http.RoundTripper) http.RoundTripper) *kube
 // grantRole applies the Role printed in docs/kubernetes.md and binds it to the user "teal".
 func (f *fixture) grantRole() {
 	f.t.Helper()
-	doc, err := os.ReadFile(filepath.Join("..", "docs", "kubernetes.md"))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	_, after, ok := strings.Cut(string(doc), "<!-- rbac-role")
-	if !ok {
-		f.t.Fatal("docs/kubernetes.md: no <!-- rbac-role marker")
-	}
-	_, after, _ = strings.Cut(after, "```yaml\n")
-	role, _, ok := strings.Cut(after, "```")
-	if !ok {
-		f.t.Fatal("docs/kubernetes.md: no yaml block after the rbac-role marker")
-	}
-	binding := `
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: teal}
-subjects: [{kind: User, name: teal, apiGroup: rbac.authorization.k8s.io}]
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: teal}
-`
-	if err := f.c.Apply(context.Background(), f.ns, strings.NewReader(role+binding)); err != nil {
-		f.t.Fatalf("apply role: %v", err)
-	}
-	// The API server's RBAC authorizer learns of new roles through a watch: wait until it
-	// lets "teal" read a ConfigMap (not found is fine, forbidden is not).
-	kc, err := kubernetes.NewForConfig(f.c.Config("teal"))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	testutil.WaitFor(f.t, 10*time.Second, "the teal Role to take effect", func() bool {
-		_, err := kc.CoreV1().ConfigMaps(f.ns).Get(context.Background(), "probe", metav1.GetOptions{})
-		return apierrors.IsNotFound(err)
-	})
+	f.c.GrantDocRole(f.t, filepath.Join("..", "docs", "kubernetes.md"), f.ns, "teal")
 }
 
 func digestOf(version string) string {
@@ -151,38 +114,14 @@ func (f *fixture) route(r teal.Routes) {
 // selects returns the colour a Service selects.
 func (f *fixture) selects(svc string) teal.Color {
 	f.t.Helper()
-	s, err := f.c.Client.CoreV1().Services(f.ns).Get(context.Background(), svc, metav1.GetOptions{})
-	if err != nil {
-		f.t.Fatalf("get service %s: %v", svc, err)
-	}
-	return teal.Color(s.Spec.Selector[kube.LabelColor])
+	return f.c.Selects(f.t, f.ns, svc)
 }
 
 // endpointColors returns the colours of the pods in a Service's EndpointSlices, one entry per
 // ready endpoint, sorted.
 func (f *fixture) endpointColors(svc string) []string {
 	f.t.Helper()
-	ctx := context.Background()
-	l, err := f.c.Client.DiscoveryV1().EndpointSlices(f.ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	var out []string
-	for _, s := range l.Items {
-		for _, ep := range s.Endpoints {
-			if ep.TargetRef == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
-				continue
-			}
-			pod, err := f.c.Client.CoreV1().Pods(f.ns).Get(ctx, ep.TargetRef.Name, metav1.GetOptions{})
-			if err != nil {
-				out = append(out, "gone:"+ep.TargetRef.Name)
-				continue
-			}
-			out = append(out, pod.Labels[kube.LabelColor]+"/"+pod.Labels[kube.LabelVersion])
-		}
-	}
-	slices.Sort(out)
-	return out
+	return f.c.EndpointColors(f.t, f.ns, svc)
 }
 
 func (f *fixture) wantEndpoints(svc string, want ...string) {
@@ -421,22 +360,7 @@ spec:
 // weights renders the HTTPRoute's backends per rule: "name=weight ... | ...".
 func (f *fixture) weights() string {
 	f.t.Helper()
-	u, err := f.c.Dynamic.Resource(kube.HTTPRouteResource).Namespace(f.ns).Get(context.Background(), "shop", metav1.GetOptions{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
-	var parts []string
-	for _, r := range rules {
-		brs, _, _ := unstructured.NestedSlice(r.(map[string]any), "backendRefs")
-		var b []string
-		for _, x := range brs {
-			m := x.(map[string]any)
-			b = append(b, fmt.Sprintf("%v=%v", m["name"], m["weight"]))
-		}
-		parts = append(parts, strings.Join(b, " "))
-	}
-	return strings.Join(parts, " | ")
+	return f.c.RouteWeights(f.t, f.ns, "shop")
 }
 
 // TestProvider_RestartMidRelease drops the Provider mid-release (v2 provisioned and previewed,
@@ -797,4 +721,23 @@ func TestHealth_PodReadiness(t *testing.T) {
 		l := latest.Load()
 		return calls.Load() > n && l != nil && len(*l) == 0
 	})
+}
+
+// TestHealth_Probe: an instance passes the probe while its pod is Ready, and fails it by name
+// when the pod is gone.
+func TestHealth_Probe(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	blue := f.launch(teal.Blue, "v1")
+	h := f.p.Health()
+	for _, in := range blue {
+		if err := h.Probe(ctx, in); err != nil {
+			t.Fatalf("Probe(%s) of a ready pod: %v", in.Identity, err)
+		}
+	}
+	gone := blue[0]
+	gone.Identity = "00000000-0000-0000-0000-000000000000"
+	if err := h.Probe(ctx, gone); err == nil || !strings.Contains(err.Error(), "is gone") {
+		t.Fatalf("Probe of a pod that does not exist = %v, want an error saying it is gone", err)
+	}
 }

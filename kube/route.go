@@ -416,3 +416,12 @@ func (p *Provider) weights(ctx context.Context) (teal.Traffic, bool, error) {
 	blue := int(w[0] * 100 / (w[0] + w[1]))
 	return teal.Traffic{Blue: blue, Green: 100 - blue}, true, nil
 }
+
+// PreviewURL is where the preview Service answers inside the cluster (its DNS name), for smoke
+// checks run by a teal inside the cluster; "" without kubernetes.preview_service.
+func (p *Provider) PreviewURL() string {
+	if p.opts.Kube.PreviewService == "" {
+		return ""
+	}
+	return fmt.Sprintf("http://%s.%s.svc:%d", p.opts.Kube.PreviewService, p.ns, ServicePort)
+}

@@ -71,3 +71,17 @@ func (p *Provider) System(ctx context.Context) (*teal.System, error) {
 	}
 	return sys, nil
 }
+
+// ImageOf is the pinned image colour c's Deployment runs, from its teal.dev/image annotation;
+// "" when there is no such Deployment. A teal that lost its state registers it again as the
+// artifact of the colour's version.
+func (p *Provider) ImageOf(ctx context.Context, c teal.Color) (string, error) {
+	d, err := p.kc.AppsV1().Deployments(p.ns).Get(ctx, p.DeploymentName(c), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("deployment %s/%s: %w", p.ns, p.DeploymentName(c), err)
+	}
+	return d.Annotations[AnnotationImage], nil
+}

@@ -67,13 +67,16 @@ type server struct {
 	StopInstances bool
 	Out           io.Writer // where the start banner goes; nil = nowhere
 
-	ctl      *teal.Controller
-	store    *sqlite.Store
-	provider instanceProvider
-	monitor  *health.Monitor
-	router   *proxy.Router
-	db       *postgres.Database // nil with database.mode: none
-	closeDNS func() error       // nil without dns:
+	ctl   *teal.Controller
+	store *sqlite.Store
+	// logs or logStreams is where instance output comes from: files of local processes and
+	// launch hooks, or pods' logs from the Kubernetes API.
+	logs       api.LogSource
+	logStreams api.LogStreamer
+	monitor    *health.Monitor // nil on Kubernetes: pod readiness is the health
+	router     *proxy.Router
+	db         *postgres.Database // nil with database.mode: none
+	closeDNS   func() error       // nil without dns:
 	// stopNotify ends the webhook notifications; nil before Start.
 	stopNotify func()
 	// endpoints are the colours' own addresses (dns.targets), served by the router.
@@ -105,12 +108,17 @@ func (s *server) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	// Bind first: a restart should queue connections, not refuse them.
-	lnLive, err := s.listen("live", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	// Bind first: a restart should queue connections, not refuse them. With router: none
+	// (Kubernetes: the Service is the router) teal serves no traffic, only its API.
+	var lnLive net.Listener
+	var lns []net.Listener
+	if cfg.Router != "none" {
+		if lnLive, err = s.listen("live", cfg.Listen); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		lns = append(lns, lnLive)
+		s.ListenAddr = lnLive.Addr().String()
 	}
-	lns := []net.Listener{lnLive}
 	defer func() {
 		if err != nil {
 			for _, ln := range lns {
@@ -131,7 +139,7 @@ func (s *server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("listen admin %s: %w", cfg.Admin, err)
 	}
 	lns = append(lns, lnAdmin)
-	s.ListenAddr, s.AdminAddr = lnLive.Addr().String(), lnAdmin.Addr().String()
+	s.AdminAddr = lnAdmin.Addr().String()
 	// Taking over: every inherited listener is held; the old server may stop its state.
 	if err := s.stopPrevious(ctx); err != nil {
 		return err
@@ -147,17 +155,31 @@ func (s *server) Start(ctx context.Context) (err error) {
 	if err := arts.Open(ctx); err != nil {
 		return fmt.Errorf("open artifact store: %w", err)
 	}
-	s.provider = newProvider(cfg, log)
-	s.monitor = health.NewMonitor(cfg.Health)
-	s.monitor.Logger = log
 	s.router = proxy.NewRouter()
 	s.router.Logger = log
-
-	router, err := newFleetRouter(ctx, cfg, s.router, log)
-	if err != nil {
-		return err
+	deps := teal.Deps{Store: s.store, Artifacts: arts}
+	if cfg.Provider == "kubernetes" {
+		// The cluster runs, routes and health-checks: the provider is all three.
+		kp, err := newKubeProvider(cfg, log)
+		if err != nil {
+			return err
+		}
+		if err := rebuildFromCluster(ctx, kp, s.store, arts, log); err != nil {
+			return err
+		}
+		deps.Provider, deps.Router, deps.Health = kp, kp, kp.Health()
+		s.logStreams = kp
+	} else {
+		p := newProvider(cfg, log)
+		s.monitor = health.NewMonitor(cfg.Health)
+		s.monitor.Logger = log
+		router, err := newFleetRouter(ctx, cfg, s.router, log)
+		if err != nil {
+			return err
+		}
+		deps.Provider, deps.Router, deps.Health = p, router, s.monitor
+		s.logs = p
 	}
-	deps := teal.Deps{Store: s.store, Provider: s.provider, Router: router, Health: s.monitor, Artifacts: arts}
 	if cfg.Database.Mode != "" && cfg.Database.Mode != "none" {
 		s.db = postgres.NewDatabase(cfg.App, cfg.Database, filepath.Join(cfg.DataDir, "secrets"))
 		s.db.Logger = log.With("component", "database")
@@ -197,7 +219,8 @@ func (s *server) Start(ctx context.Context) (err error) {
 	reg.MustRegister(s.router.Collectors()...)
 	reg.MustRegister(s.ctl.Metrics().Collectors()...)
 
-	apiSrv := api.NewServer(s.ctl, arts, s.provider, s.token)
+	apiSrv := api.NewServer(s.ctl, arts, s.logs, s.token)
+	apiSrv.LogStreams = s.logStreams
 	apiSrv.Logger = log
 	apiSrv.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	apiSrv.MetricsToken = cfg.MetricsToken
@@ -215,7 +238,9 @@ func (s *server) Start(ctx context.Context) (err error) {
 	if err := s.ctl.Open(ctx); err != nil {
 		return fmt.Errorf("start controller: %w", err)
 	}
-	s.serve(lnLive, s.router.Handler(), log)
+	if lnLive != nil {
+		s.serve(lnLive, s.router.Handler(), log)
+	}
 	if lnPreview != nil {
 		s.serve(lnPreview, s.router.PreviewHandler(), log)
 	}
@@ -228,7 +253,11 @@ func (s *server) Start(ctx context.Context) (err error) {
 	s.https[len(s.https)-1].RegisterOnShutdown(func() { _ = apiSrv.Close() })
 
 	if s.Out != nil {
-		fmt.Fprintf(s.Out, "teal: serving %s — traffic http://%s", cfg.App, s.ListenAddr)
+		if s.ListenAddr != "" {
+			fmt.Fprintf(s.Out, "teal: serving %s — traffic http://%s", cfg.App, s.ListenAddr)
+		} else {
+			fmt.Fprintf(s.Out, "teal: serving %s — traffic through Service %s/%s", cfg.App, cfg.Kubernetes.Namespace, cfg.Kubernetes.Service)
+		}
 		if s.PreviewAddr != "" {
 			fmt.Fprintf(s.Out, ", preview http://%s", s.PreviewAddr)
 		}
