@@ -23,6 +23,7 @@ HAPROXY_PORT=${HAPROXY_PORT:-18082}
 HTTPUTIL_PORT=${HTTPUTIL_PORT:-18083}
 NGINX_PORT=${NGINX_PORT:-18084}
 TEALRP_PORT=${TEALRP_PORT:-18085}
+TEALNET_PORT=${TEALNET_PORT:-18086}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 doc=$root/docs/benchmarks.md
@@ -45,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$UPSTREAM_PORT" "$TEAL_PORT" "$HAPROXY_PORT" "$HTTPUTIL_PORT" "$NGINX_PORT" "$TEALRP_PORT"; do
+for p in "$UPSTREAM_PORT" "$TEAL_PORT" "$HAPROXY_PORT" "$HTTPUTIL_PORT" "$NGINX_PORT" "$TEALRP_PORT" "$TEALNET_PORT"; do
 	port_free "$p" || die "port $p is in use; set the *_PORT variables"
 done
 
@@ -71,6 +72,8 @@ pids+=($!) proc[direct]=$!
 pids+=($!) proc[teal]=$!
 "$work/benchrouter" -role router -transport http -upstream "$up" -listen "127.0.0.1:$TEALRP_PORT" 2>"$work/teal-rp.log" &
 pids+=($!) proc[teal-rp]=$!
+"$work/benchrouter" -role router -server nethttp -upstream "$up" -listen "127.0.0.1:$TEALNET_PORT" 2>"$work/teal-nethttp.log" &
+pids+=($!) proc[teal-nethttp]=$!
 "$work/benchrouter" -role httputil -upstream "$up" -listen "127.0.0.1:$HTTPUTIL_PORT" 2>"$work/httputil.log" &
 pids+=($!) proc[httputil]=$!
 
@@ -132,9 +135,9 @@ EOF
 nginx -c "$work/nginx.conf" -p "$work/nginx" 2>"$work/nginx.log" &
 pids+=($!) proc[nginx]=$!
 
-targets=(direct teal haproxy nginx httputil teal-rp)
+targets=(direct teal haproxy nginx httputil teal-rp teal-nethttp)
 declare -A port=([direct]=$UPSTREAM_PORT [teal]=$TEAL_PORT [haproxy]=$HAPROXY_PORT
-	[nginx]=$NGINX_PORT [httputil]=$HTTPUTIL_PORT [teal-rp]=$TEALRP_PORT)
+	[nginx]=$NGINX_PORT [httputil]=$HTTPUTIL_PORT [teal-rp]=$TEALRP_PORT [teal-nethttp]=$TEALNET_PORT)
 for t in "${targets[@]}"; do wait_http "${port[$t]}"; done
 # nginx's work is done by the workers its master started.
 proc[nginx]="${proc[nginx]} $(pgrep -P "${proc[nginx]}" | tr '\n' ' ')"
@@ -205,7 +208,7 @@ load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
 # Second pass: a constant rate, half of teal's maximum, against each target, to see the
 # latency each adds (its p99 minus the upstream's own at the same rate).
 rate=$((${rps[teal]} / 2))
-rate_targets=(direct teal haproxy nginx httputil)
+rate_targets=(direct teal haproxy nginx httputil teal-nethttp)
 for ((r = 1; r <= ROUNDS; r++)); do
 	for ((i = 0; i < ${#rate_targets[@]}; i++)); do
 		t=${rate_targets[$(((i + r - 1) % ${#rate_targets[@]}))]}
@@ -248,7 +251,8 @@ table=$work/table.md
 	echo "--latency per target (medians below; req/s range over the rounds in brackets), GET /"
 	echo "answered with a $BODY-byte body by a Go upstream, all on 127.0.0.1; $gover, HAProxy $hapver,"
 	echo "nginx $ngxver. *teal-rp* is teal's router over \`httputil.ReverseProxy\` and \`http.Transport\`,"
-	echo "the path every request took before the connection pool."
+	echo "the path every request took before the connection pool; *teal-nethttp* is teal's router"
+	echo "behind net/http's server instead of its own (\`proxy.Server\`)."
 	echo
 	echo "| target | req/s | (range) | CPU µs/req | p50 ms | p90 ms | p99 ms | errors | ÷ haproxy | ÷ httputil | ÷ nginx | ÷ direct |"
 	echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"teal.dev/teal"
 )
@@ -227,5 +230,118 @@ func BenchmarkReadHead(b *testing.B) {
 		if err := r.readHead(&h, http.MethodGet); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchFront serves h behind the front named (own: Server; nethttp: http.Server) and returns
+// its address.
+func benchFront(b *testing.B, front string, h http.Handler) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatalf("listen: %v", err)
+	}
+	var srv interface {
+		Serve(net.Listener) error
+		Close() error
+	}
+	if front == "own" {
+		srv = &Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	} else {
+		srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// rawGets sends GETs on one kept-alive connection, each when the previous answer (ending in
+// suffix) is in, the way wrk does.
+type rawGets struct {
+	c      net.Conn
+	req    []byte
+	buf    []byte
+	suffix []byte
+}
+
+func newRawGets(b *testing.B, addr, suffix string) *rawGets {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatalf("dial: %v", err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	return &rawGets{c: c, req: []byte("GET /orders?id=7 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"),
+		buf: make([]byte, 4096), suffix: []byte(suffix)}
+}
+
+func (g *rawGets) do() error {
+	if _, err := g.c.Write(g.req); err != nil {
+		return err
+	}
+	n := 0
+	for {
+		m, err := g.c.Read(g.buf[n:])
+		n += m
+		if err != nil {
+			return err
+		}
+		if bytes.HasSuffix(g.buf[:n], g.suffix) {
+			return nil
+		}
+		if n == len(g.buf) {
+			return fmt.Errorf("no answer ending in %q in %q", g.suffix, g.buf[:n])
+		}
+	}
+}
+
+// BenchmarkServer compares the two fronts, the router's own Server and net/http's, serving
+// a handler that answers a small body, over real keep-alive connections: one at a time
+// ("serial") and from as many connections as GOMAXPROCS ("parallel"). Compare with
+// benchstat -col /front.
+func BenchmarkServer(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "hello, world\n")
+	})
+	benchFronts(b, h)
+}
+
+// BenchmarkServer_Router is BenchmarkServer with the router behind the front, forwarding to
+// a canned upstream through its pool: what bench/router.sh measures, in one process.
+func BenchmarkServer_Router(b *testing.B) {
+	addr := rawUpstream(b, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 29 Nov 2026 08:00:00 GMT\r\n"+
+		"Content-Length: 13\r\n\r\nhello, world\n")
+	r := newTestRouter(b)
+	setBackends(b, r, teal.Blue, addr)
+	route(b, r, teal.Routes{Traffic: teal.All(teal.Blue)})
+	benchFronts(b, r.Handler())
+}
+
+func benchFronts(b *testing.B, h http.Handler) {
+	for _, front := range []string{"own", "nethttp"} {
+		addr := benchFront(b, front, h)
+		b.Run("front="+front, func(b *testing.B) {
+			b.Run("serial", func(b *testing.B) {
+				g := newRawGets(b, addr, "hello, world\n")
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := g.do(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					g := newRawGets(b, addr, "hello, world\n")
+					for pb.Next() {
+						if err := g.do(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		})
 	}
 }

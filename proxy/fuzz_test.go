@@ -1,9 +1,14 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"net/url"
+	"regexp"
 	"sync/atomic"
 	"testing"
 
@@ -74,3 +79,65 @@ func FuzzRouter_Route(f *testing.F) {
 		}
 	})
 }
+
+// FuzzServerRequest sends arbitrary bytes as a request stream to net/http's server and to
+// Server, both with an echo handler. Server must never answer with a 2xx what net/http
+// rejects, nor the other way round, and must not crash. Where the fast path takes a head,
+// it must read it as http.ReadRequest does: the same method, target, fields, Host and
+// length.
+func FuzzServerRequest(f *testing.F) {
+	for _, rc := range serverRequests {
+		f.Add([]byte(rc.raw))
+	}
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\nabcdefg"))
+	f.Add([]byte("GET /?a=%zz HTTP/1.1\r\nHost: [::1]:80\r\nX: \xff\r\n\r\n"))
+	echo := serverHandlers["echo"]
+	fr := startFronts(f, echo)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var h reqHead
+		if parseHead(&h, raw, nil) == headComplete {
+			req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+			if err != nil {
+				t.Fatalf("the fast path took a head http.ReadRequest rejects (%v): %q", err, raw)
+			}
+			host := h.url.Host // absolute-form wins, as newRequest does it
+			if host == "" {
+				host = h.host
+			}
+			got := fmt.Sprintf("%s %s 1.%d host=%q cl=%d", h.method, h.uri, h.minor, host, h.contentLength)
+			want := fmt.Sprintf("%s %s %d.%d host=%q cl=%d", req.Method, req.RequestURI, req.ProtoMajor,
+				req.ProtoMinor, req.Host, req.ContentLength)
+			if got != want {
+				t.Fatalf("fast path read %s, net/http %s, from %q", got, want, raw)
+			}
+			fields := http.Header{}
+			for _, fl := range h.fields {
+				fields[fl.key] = append(fields[fl.key], fl.value)
+			}
+			delete(fields, "Host")
+			if hp := fields["Pragma"]; len(hp) > 0 && hp[0] == "no-cache" && fields["Cache-Control"] == nil {
+				fields["Cache-Control"] = []string{"no-cache"} // newRequest's fixPragmaCacheControl
+			}
+			req.Header.Del("Host")
+			if a, b := fmt.Sprint(fields), fmt.Sprint(req.Header); a != b {
+				t.Fatalf("fast path read fields %s, net/http %s, from %q", a, b, raw)
+			}
+		}
+		want := statusClasses(rawStream(t, fr.std, string(raw)))
+		got := statusClasses(rawStream(t, fr.own, string(raw)))
+		if got != want {
+			t.Fatalf("Server answered with statuses %q, net/http with %q, to %q", got, want, raw)
+		}
+	})
+}
+
+// statusClasses returns the classes (2, 4, ...) of the statuses of the responses in stream.
+func statusClasses(stream string) string {
+	var out []byte
+	for _, m := range statusLine.FindAllStringSubmatch(stream, -1) {
+		out = append(out, m[1][0])
+	}
+	return string(out)
+}
+
+var statusLine = regexp.MustCompile(`HTTP/1\.[01] ([0-9]{3}) `)

@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -74,12 +77,36 @@ func route(t testing.TB, r *Router, routes teal.Routes) {
 	}
 }
 
-// serve puts h on a real socket.
+// serve puts h on a real socket, behind net/http's server, or behind the router's own
+// (Server) when TEAL_TEST_FRONT=own: the whole suite runs through either front.
 func serve(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
+	if os.Getenv("TEAL_TEST_FRONT") == "own" {
+		return serveOwn(t, h)
+	}
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
 	return s
+}
+
+// serveOwn puts h on a real socket behind the router's own Server. The httptest.Server it
+// returns is never started: it only carries the URL and the listener.
+func serveOwn(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	srv := &Server{Handler: h} // logs to the standard logger, as httptest's servers do
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
+		}
+	})
+	return &httptest.Server{URL: "http://" + ln.Addr().String(), Listener: ln, Config: &http.Server{Handler: h}}
 }
 
 // newClient returns a keep-alive client with room for concurrent load.

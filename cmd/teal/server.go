@@ -81,7 +81,7 @@ type server struct {
 	stopNotify func()
 	// endpoints are the colours' own addresses (dns.targets), served by the router.
 	endpoints []endpoint
-	https     []*http.Server
+	https     []httpServer
 	token     string
 	// handover: listeners by name, inherited sockets, draining (server_handoff.go).
 	handover
@@ -239,18 +239,18 @@ func (s *server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("start controller: %w", err)
 	}
 	if lnLive != nil {
-		s.serve(lnLive, s.router.Handler(), log)
+		s.serve(lnLive, s.router.Handler(), true, log)
 	}
 	if lnPreview != nil {
-		s.serve(lnPreview, s.router.PreviewHandler(), log)
+		s.serve(lnPreview, s.router.PreviewHandler(), true, log)
 	}
 	for _, ep := range s.endpoints {
-		s.serve(ep.ln, ep.h, log)
+		s.serve(ep.ln, ep.h, true, log)
 	}
-	s.serve(lnAdmin, apiSrv.Handler(), log)
+	admin := s.serve(lnAdmin, apiSrv.Handler(), false, log)
 	// Event streams and followed logs never end by themselves: end them at shutdown, or
 	// Shutdown waits for its whole deadline.
-	s.https[len(s.https)-1].RegisterOnShutdown(func() { _ = apiSrv.Close() })
+	admin.RegisterOnShutdown(func() { _ = apiSrv.Close() })
 
 	if s.Out != nil {
 		if s.ListenAddr != "" {
@@ -266,20 +266,36 @@ func (s *server) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-func (s *server) serve(ln net.Listener, h http.Handler, log *slog.Logger) {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+// httpServer is what serves one listener: the router's own HTTP/1.1 server for traffic
+// (proxy.Server), net/http's for the API.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+	RegisterOnShutdown(func())
+}
+
+// serve serves h on ln: with the router's own server (proxy.Server, fewer system calls per
+// request) when router is set, else with net/http's.
+func (s *server) serve(ln net.Listener, h http.Handler, router bool, log *slog.Logger) httpServer {
+	h, connState := s.track(h)
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	var srv httpServer
+	if router {
+		srv = &proxy.Server{Handler: h, ConnState: connState, ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout: 2 * time.Minute, ErrorLog: errorLog}
+	} else {
+		srv = &http.Server{Handler: h, ConnState: connState, ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout: 2 * time.Minute, ErrorLog: errorLog}
 	}
 	s.https = append(s.https, srv)
-	s.track(ln, srv)
+	s.served = append(s.served, servedListener{ln: ln, srv: srv})
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !s.drained(err) {
 			log.Error("serve", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
+	return srv
 }
 
 // Close stops serving (letting requests in flight finish within ctx), then stops the controller;

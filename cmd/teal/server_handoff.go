@@ -49,7 +49,7 @@ type handover struct {
 
 type servedListener struct {
 	ln  net.Listener
-	srv *http.Server
+	srv httpServer
 }
 
 // listen returns the listener named name for addr: the one inherited from the server taken
@@ -89,16 +89,16 @@ func (s *server) stopPrevious(ctx context.Context) error {
 
 // track counts srv's connections and, once draining, asks each client to close its
 // connection after the answer in flight: a connection closed by the server while idle races
-// with a request the client may be sending on it, which would fail.
-func (s *server) track(ln net.Listener, srv *http.Server) {
-	h := srv.Handler
-	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// with a request the client may be sending on it, which would fail. It wraps h and returns
+// the handler and the ConnState hook srv must be made with.
+func (s *server) track(h http.Handler) (http.Handler, func(net.Conn, http.ConnState)) {
+	wrapped := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.draining.Load() && r.Header.Get("Upgrade") == "" {
 			w.Header().Set("Connection", "close")
 		}
 		h.ServeHTTP(w, r)
 	})
-	srv.ConnState = func(_ net.Conn, st http.ConnState) {
+	return wrapped, func(_ net.Conn, st http.ConnState) {
 		switch st {
 		case http.StateNew:
 			s.conns.Add(1)
@@ -106,7 +106,6 @@ func (s *server) track(ln net.Listener, srv *http.Server) {
 			s.conns.Add(-1)
 		}
 	}
-	s.served = append(s.served, servedListener{ln: ln, srv: srv})
 }
 
 // drained reports whether Serve's err is drain closing the listener.
@@ -115,7 +114,7 @@ func (s *server) drained(err error) bool {
 }
 
 // servedBy returns the HTTP server of the listener named name; nil when there is none.
-func (s *server) servedBy(name string) *http.Server {
+func (s *server) servedBy(name string) httpServer {
 	for _, sk := range s.sockets {
 		if sk.Name != name {
 			continue

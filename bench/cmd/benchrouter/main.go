@@ -7,6 +7,7 @@
 //	benchrouter -role upstream -upstream 127.0.0.1:18081
 //	benchrouter -role router -upstream 127.0.0.1:18081 -listen 127.0.0.1:18080
 //	benchrouter -role router -transport http ...     # teal over http.Transport, the old path
+//	benchrouter -role router -server nethttp ...     # teal behind net/http's server
 //	benchrouter -role httputil -upstream 127.0.0.1:18081 -listen 127.0.0.1:18083
 package main
 
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	upstream := fs.String("upstream", "127.0.0.1:18081", "the upstream's address (served by role upstream, forwarded to by the proxies)")
 	listen := fs.String("listen", "127.0.0.1:18080", "the address the proxy listens on (roles router and httputil)")
 	transport := fs.String("transport", "pool", "role router: teal's own connection pool (pool), or httputil.ReverseProxy over http.Transport (http)")
+	front := fs.String("server", "own", "role router: the router's own HTTP/1.1 server in front (own), or net/http's (nethttp)")
 	bodySize := fs.Int("body", 13, "size in bytes of the upstream's answer")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `file` until it stops")
 	if err := fs.Parse(args); err != nil {
@@ -62,6 +64,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *transport != "pool" && *transport != "http" {
 		return fmt.Errorf("transport %q: want pool or http", *transport)
+	}
+	if *front != "own" && *front != "nethttp" {
+		return fmt.Errorf("server %q: want own or nethttp", *front)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if *cpuProfile != "" {
@@ -76,7 +81,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 
-	var servers []*http.Server
+	var servers []server
 	var lns []net.Listener
 	if *role == "upstream" || *role == "both" {
 		body := []byte(strings.Repeat("hello, world\n", *bodySize/13+1)[:max(*bodySize, 0)])
@@ -114,7 +119,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("listen for the router: %w", err)
 		}
-		servers, lns = append(servers, newServer(r.Handler())), append(lns, ln)
+		if *front == "own" {
+			servers = append(servers, &proxy.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout: 2 * time.Minute})
+		} else {
+			servers = append(servers, newServer(r.Handler()))
+		}
+		lns = append(lns, ln)
 	}
 
 	errc := make(chan error, len(servers))
@@ -136,6 +147,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	return first
+}
+
+// server is what serves a listener: an http.Server or the router's own proxy.Server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
 }
 
 func newServer(h http.Handler) *http.Server {
