@@ -77,11 +77,11 @@ func route(t testing.TB, r *Router, routes teal.Routes) {
 	}
 }
 
-// serve puts h on a real socket, behind net/http's server, or behind the router's own
-// (Server) when TEAL_TEST_FRONT=own: the whole suite runs through either front.
+// serve puts h on a real socket behind the router's own server (Server), as teal serves
+// it, or behind net/http's with TEAL_TEST_FRONT=nethttp: the whole suite runs through either.
 func serve(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
-	if os.Getenv("TEAL_TEST_FRONT") == "own" {
+	if os.Getenv("TEAL_TEST_FRONT") != "nethttp" {
 		return serveOwn(t, h)
 	}
 	s := httptest.NewServer(h)
