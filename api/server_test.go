@@ -678,14 +678,7 @@ func TestServer_LogsFollow(t *testing.T) {
 	waitFor(t, 5*time.Second, func() bool { return out.String() == "old 2\nnew 3\nrestarted\n" })
 
 	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Logs after cancel = %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("Logs did not return after cancel")
-	}
+	wantCanceled(t, done)
 }
 
 func TestClient_PushArtifact(t *testing.T) {
@@ -894,6 +887,20 @@ func (p *pipeLogs) LogStream(ctx context.Context, c teal.Color, index, tail int,
 	return p.r, nil
 }
 
+// wantCanceled waits for a followed Logs call to return context.Canceled once its context
+// was cancelled.
+func wantCanceled(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Logs after cancel = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Logs did not return after cancel")
+	}
+}
+
 func TestServer_LogStreams(t *testing.T) {
 	e := newTestEnv(t, &fakeController{})
 	pr, pw := io.Pipe()
@@ -921,14 +928,7 @@ func TestServer_LogStreams(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, func() bool { return out.String() == "one\ntwo\n" })
 	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Logs after cancel = %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("Logs did not return after cancel")
-	}
+	wantCanceled(t, done)
 	logs.mu.Lock()
 	defer logs.mu.Unlock()
 	if want := []string{"blue/3 tail=5 follow=false", "green/0 tail=2 follow=true"}; !slices.Equal(logs.asks, want) {

@@ -121,15 +121,8 @@ func routers(t *testing.T, addr string) (pool, rp string) {
 // ReverseProxy's copy rechunks.
 func rawExchange(t *testing.T, url, request string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
+	c := sendRaw(t, strings.TrimPrefix(url, "http://"), request)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, request); err != nil {
-		t.Fatalf("write request: %v", err)
-	}
 	var out strings.Builder
 	br := bufio.NewReader(c)
 	method, _, _ := strings.Cut(request, " ")

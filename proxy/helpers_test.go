@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -90,22 +89,11 @@ func serve(t testing.TB, h http.Handler) *httptest.Server {
 }
 
 // serveOwn puts h on a real socket behind the router's own Server. The httptest.Server it
-// returns is never started: it only carries the URL and the listener.
+// returns is never started: it only carries the URL.
 func serveOwn(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	srv := &Server{Handler: h} // logs to the standard logger, as httptest's servers do
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
-		}
-	})
+	// No ErrorLog: it logs to the standard logger, as httptest's servers do.
+	ln := listenServe(t, &Server{Handler: h})
 	return &httptest.Server{URL: "http://" + ln.Addr().String(), Listener: ln, Config: &http.Server{Handler: h}}
 }
 
@@ -158,4 +146,20 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		<-tick.C
 	}
+}
+
+// sendRaw dials addr and writes request as it is, with a 5 s deadline on the connection for
+// whatever the caller reads after.
+func sendRaw(t testing.TB, addr, request string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, request); err != nil {
+		c.Close()
+		t.Fatalf("write request: %v", err)
+	}
+	return c
 }

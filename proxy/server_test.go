@@ -54,15 +54,8 @@ func startFronts(t testing.TB, h http.Handler) *fronts {
 // sent until it closed the connection.
 func rawStream(t testing.TB, addr, request string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
+	c := sendRaw(t, addr, request)
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, request); err != nil {
-		t.Fatalf("write request: %v", err)
-	}
 	_ = c.(*net.TCPConn).CloseWrite()
 	b, err := io.ReadAll(c)
 	if err != nil && !isReset(err) {
@@ -322,8 +315,15 @@ func TestServer_KeepAlive(t *testing.T) {
 	}
 }
 
-// startServer serves srv on a fresh listener until the test ends.
+// startServer serves srv on a fresh listener until the test ends, and returns its URL.
 func startServer(t testing.TB, srv *Server) string {
+	t.Helper()
+	return "http://" + listenServe(t, srv).Addr().String()
+}
+
+// listenServe serves srv on a fresh listener until the test ends, then checks that Serve
+// returned http.ErrServerClosed.
+func listenServe(t testing.TB, srv *Server) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -337,7 +337,7 @@ func startServer(t testing.TB, srv *Server) string {
 			t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return ln
 }
 
 // TestServer_ClientGoneCancels: a slow handler's context is cancelled when its client goes
