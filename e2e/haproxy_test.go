@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"teal.dev/teal"
+	"teal.dev/teal/haproxy"
 )
 
 // TestHAProxy_ReleaseAndRollback: router: haproxy — teal fills a running HAProxy's server slots
@@ -46,7 +48,7 @@ backend shop
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hp := exec.Command(bin, "-f", cfgPath, "-db")
+	hp := exec.Command(bin, "-f", cfgPath, "-db", "-W") // master-worker: SIGUSR2 reloads
 	hp.Stdout, hp.Stderr = os.Stderr, os.Stderr
 	if err := hp.Start(); err != nil {
 		t.Fatal(err)
@@ -89,4 +91,36 @@ backend shop
 		t.Fatalf("live = %s after the rollback, want blue", st.Live.Color)
 	}
 	t.Logf("%d requests through haproxy, 0 failed, across a release and a rollback", len(hits))
+
+	// A reload of HAProxy (systemctl reload) goes back to haproxy.cfg, every slot disabled:
+	// teal notices the new worker and puts its servers back without being asked.
+	api := &haproxy.Client{Socket: sock, Timeout: time.Second}
+	pid := func() string {
+		ans, err := api.Do(t.Context(), "show info")
+		if err != nil {
+			return ""
+		}
+		_, after, _ := strings.Cut(ans, "Pid: ")
+		p, _, _ := strings.Cut(after, "\n")
+		return p
+	}
+	old := pid()
+	if err := hp.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatalf("reload haproxy: %v", err)
+	}
+	waitFor(t, 15*time.Second, "a new haproxy worker", func() bool { p := pid(); return p != "" && p != old })
+	reloaded := time.Now()
+	sawDown := false
+	waitFor(t, 15*time.Second, "v1 through haproxy again after its reload", func() bool {
+		code, body, err := get(front, "/")
+		if err != nil || code != http.StatusOK {
+			sawDown = true
+			return false
+		}
+		return strings.Contains(body, "v1")
+	})
+	t.Logf("haproxy reloaded: serving v1 again %s later (503s seen in between: %v)", time.Since(reloaded).Round(time.Millisecond), sawDown)
+	waitFor(t, 5*time.Second, "the server log to say it set haproxy's servers again", func() bool {
+		return strings.Contains(h.serverLog(), "haproxy was reloaded")
+	})
 }

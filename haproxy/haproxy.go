@@ -60,10 +60,12 @@ type Router struct {
 
 	socket, backend string
 
-	mu     sync.Mutex // serialises Open, SetBackends and Route: each reads back, then changes
+	mu     sync.Mutex // serialises Open, SetBackends, Route and Reapply: each reads back, then changes
 	opened bool
 	slots  [2][]string // slot names by colour index, in number order; fixed once opened
 	shares [2]int      // the split in force, in percent, by colour index
+	addrs  [2][]string // what SetBackends last put in each colour's slots; nil before it did
+	pid    string      // the HAProxy process seen at Open or at the latest Reapply
 
 	statsMu sync.Mutex // serialises show stat queries, so that counters are seen in order
 	mono    map[string]*[4]monotonic
@@ -156,6 +158,9 @@ func (r *Router) open(ctx context.Context) error {
 	}
 	if len(others) > 0 {
 		r.log().Warn("haproxy backend has servers that are not teal's slots and take traffic", "backend", r.backend, "servers", others)
+	}
+	if r.pid, err = r.processID(ctx); err != nil {
+		return fmt.Errorf("open haproxy router: %w", err)
 	}
 	r.slots = slots
 	r.shares = inferShares(states)
@@ -266,6 +271,16 @@ func (r *Router) SetBackends(ctx context.Context, c teal.Color, addrs []string) 
 	if err := r.open(ctx); err != nil {
 		return fmt.Errorf("set backends of %s: %w", c, err)
 	}
+	if err := r.setBackends(ctx, c, targets); err != nil {
+		return err
+	}
+	r.addrs[colorIndex(c)] = slices.Clone(addrs)
+	r.log().Info("haproxy backends set", "color", c, "backends", addrs, "share", r.shares[colorIndex(c)])
+	return nil
+}
+
+// setBackends fills c's slots with targets; r.mu is held and the Router open.
+func (r *Router) setBackends(ctx context.Context, c teal.Color, targets []netip.AddrPort) error {
 	ci := colorIndex(c)
 	slots := r.slots[ci]
 	if len(targets) > len(slots) {
@@ -330,7 +345,6 @@ func (r *Router) SetBackends(ctx context.Context, c teal.Color, addrs []string) 
 	if err := r.confirm(ctx, append(fill, empty...)); err != nil {
 		return fmt.Errorf("set backends of %s: %w", c, err)
 	}
-	r.log().Info("haproxy backends set", "color", c, "backends", addrs, "state", state, "weight", w)
 	return nil
 }
 
@@ -350,6 +364,11 @@ func (r *Router) Route(ctx context.Context, routes teal.Routes) error {
 	if err := r.open(ctx); err != nil {
 		return fmt.Errorf("route: %w", err)
 	}
+	return r.route(ctx, t)
+}
+
+// route installs split t; r.mu is held and the Router open.
+func (r *Router) route(ctx context.Context, t teal.Traffic) error {
 	before, err := r.readbackNamed(ctx, slices.Concat(r.slots[0], r.slots[1]))
 	if err != nil {
 		return fmt.Errorf("route: %w", err)
@@ -401,6 +420,83 @@ func (r *Router) Route(ctx context.Context, routes teal.Routes) error {
 	r.log().Info("haproxy traffic split set", "backend", r.backend, "blue", t.Blue, "green", t.Green,
 		"blue_weight", Weight(t.Blue, len(filled[0])), "green_weight", Weight(t.Green, len(filled[1])))
 	return nil
+}
+
+// Reapply notices that HAProxy was reloaded or restarted since the Router last looked (the
+// process behind the Runtime API changed) and then sets both colours' servers and the split
+// again, as teal last set them: a reload goes back to haproxy.cfg, where every slot is
+// disabled, and HAProxy answers 503 until the slots are filled. It reports whether HAProxy had
+// changed. Before the Router has set anything there is nothing to put back.
+func (r *Router) Reapply(ctx context.Context) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.opened {
+		return false, nil
+	}
+	pid, err := r.processID(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reapply: %w", err)
+	}
+	if pid == r.pid {
+		return false, nil
+	}
+	shares, addrs := r.shares, r.addrs
+	r.opened = false
+	if err := r.open(ctx); err != nil { // the slots may have changed with haproxy.cfg
+		return true, fmt.Errorf("reapply after haproxy %s became %s: %w", r.pid, pid, err)
+	}
+	r.shares = shares
+	for i, c := range teal.Colors {
+		if addrs[i] == nil {
+			continue
+		}
+		targets, err := resolve(ctx, addrs[i])
+		if err == nil {
+			err = r.setBackends(ctx, c, targets)
+		}
+		if err != nil {
+			return true, fmt.Errorf("reapply %s's servers: %w", c, err)
+		}
+	}
+	if t := (teal.Traffic{Blue: shares[0], Green: shares[1]}); t.Blue+t.Green == 100 {
+		if err := r.route(ctx, t); err != nil {
+			return true, fmt.Errorf("reapply: %w", err)
+		}
+	}
+	r.log().Warn("haproxy was reloaded or restarted: teal's servers and split set again", "backend", r.backend,
+		"pid", pid, "blue", addrs[0], "green", addrs[1], "blue_share", shares[0], "green_share", shares[1])
+	return true, nil
+}
+
+// Watch calls Reapply every interval until ctx ends, logging what it did and what failed.
+func (r *Router) Watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := r.Reapply(ctx); err != nil && ctx.Err() == nil {
+			r.log().Error("haproxy reload watch", "err", err)
+		}
+	}
+}
+
+// processID is the Pid of show info: the process serving the Runtime API, which a reload or
+// a restart changes.
+func (r *Router) processID(ctx context.Context) (string, error) {
+	ans, err := r.api().Do(ctx, "show info")
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(ans, "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid: "); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("show info has no Pid line")
 }
 
 // Shares returns the split the Router has in force, as Open inferred it or Route set it.

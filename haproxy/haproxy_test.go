@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -553,5 +554,75 @@ func TestMonotonic(t *testing.T) {
 	want := []int64{0, 5, 9, 11, 13, 13, 14}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("monotonic counts = %v, want %v", got, want)
+	}
+}
+
+// TestRouter_ReappliesAfterReload reloads a master-worker HAProxy (SIGUSR2, what systemctl
+// reload does): the new worker starts from haproxy.cfg with every slot disabled and answers
+// 503; Reapply notices the new process and puts teal's servers and split back, after which
+// the traffic flows again. With nothing changed, Reapply does nothing.
+func TestRouter_ReappliesAfterReload(t *testing.T) {
+	in := startHAProxy(t, haConfig{MasterWorker: true})
+	ctx := context.Background()
+	r := in.router(t)
+	blue, green := backends(t, teal.Blue, 2), backends(t, teal.Green, 2)
+	must(t, "set blue", r.SetBackends(ctx, teal.Blue, blue))
+	must(t, "set green", r.SetBackends(ctx, teal.Green, green))
+	must(t, "route", r.Route(ctx, teal.Routes{Traffic: teal.Traffic{Blue: 90, Green: 10}}))
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	if code, body := get(t, client, in.Frontend); code != http.StatusOK {
+		t.Fatalf("before the reload: %d %q, want 200", code, body)
+	}
+	if changed, err := r.Reapply(ctx); changed || err != nil {
+		t.Fatalf("Reapply with nothing reloaded = %v, %v; want false, nil", changed, err)
+	}
+	before := servers(t, r)
+
+	pid := func() string {
+		ans, err := (&Client{Socket: in.Socket, Timeout: time.Second}).Do(ctx, "show info")
+		if err != nil {
+			return ""
+		}
+		_, after, _ := strings.Cut(ans, "Pid: ")
+		p, _, _ := strings.Cut(after, "\n")
+		return p
+	}
+	old := pid()
+	if err := syscall.Kill(in.Pid, syscall.SIGUSR2); err != nil {
+		t.Fatalf("reload haproxy: %v", err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "a new haproxy worker on the admin socket", func() bool {
+		p := pid()
+		return p != "" && p != old
+	})
+	// The new worker knows only haproxy.cfg: no server takes traffic.
+	for name, s := range servers(t, r) {
+		if s.Admin.Name() != StateMaint {
+			t.Fatalf("after the reload %s is %s, want it back to haproxy.cfg's disabled slot", name, s)
+		}
+	}
+	if code, _ := get(t, client, in.Frontend); code != http.StatusServiceUnavailable {
+		t.Fatalf("after the reload, before Reapply: %d, want 503", code)
+	}
+
+	changed, err := r.Reapply(ctx)
+	if !changed || err != nil {
+		t.Fatalf("Reapply after the reload = %v, %v; want true, nil", changed, err)
+	}
+	after := servers(t, r)
+	for name, b := range before {
+		a := after[name]
+		if a.Admin.Name() != b.Admin.Name() || a.Weight != b.Weight || addrOf(a) != addrOf(b) {
+			t.Errorf("%s after Reapply = %s, want it as before the reload: %s", name, a, b)
+		}
+	}
+	if got := r.Shares(); got != (teal.Traffic{Blue: 90, Green: 10}) {
+		t.Errorf("Shares after Reapply = %+v, want blue 90 green 10", got)
+	}
+	if code, body := get(t, client, in.Frontend); code != http.StatusOK {
+		t.Fatalf("after Reapply: %d %q, want 200", code, body)
+	}
+	if changed, err := r.Reapply(ctx); changed || err != nil {
+		t.Fatalf("second Reapply = %v, %v; want false, nil", changed, err)
 	}
 }

@@ -24,6 +24,7 @@ type instance struct {
 	Operator string // a unix socket at level operator
 	Frontend string // http://127.0.0.1:port
 	Dir      string
+	Pid      int // the haproxy process started (the master with MasterWorker)
 }
 
 // haConfig says what goes into the test's haproxy.cfg.
@@ -33,6 +34,9 @@ type haConfig struct {
 	Balance string // "" means roundrobin
 	Server  string // options after each slot, like "check inter 100ms"; "" means none
 	Extra   string // lines added to the backend
+	// MasterWorker runs haproxy -W: a master process whose SIGUSR2 reloads haproxy.cfg
+	// into a new worker, as systemctl reload haproxy does.
+	MasterWorker bool
 }
 
 // startHAProxy starts Debian's haproxy in the foreground (-db) with a generated haproxy.cfg in
@@ -93,8 +97,13 @@ backend %[5]s
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("write haproxy.cfg: %v", err)
 	}
-	cmd := exec.Command(path, "-f", cfgPath, "-db")
+	args := []string{"-f", cfgPath, "-db"}
+	if hc.MasterWorker {
+		args = append(args, "-W")
+	}
+	cmd := exec.Command(path, args...)
 	proc := testutil.StartProcess(t, "haproxy", cmd, func() string { return "haproxy.cfg:\n" + cfg })
+	in.Pid = cmd.Process.Pid
 	log, exited := proc.Log, proc.Exited
 
 	c := &Client{Socket: in.Socket, Timeout: time.Second}

@@ -77,6 +77,7 @@ type server struct {
 	router     *proxy.Router
 	db         *postgres.Database // nil with database.mode: none
 	closeDNS   func() error       // nil without dns:
+	stopRouter func()             // ends the HAProxy reload watch; nil without router: haproxy
 	// stopNotify ends the webhook notifications; nil before Start.
 	stopNotify func()
 	// endpoints are the colours' own addresses (dns.targets), served by the router.
@@ -173,10 +174,11 @@ func (s *server) Start(ctx context.Context) (err error) {
 		p := newProvider(cfg, log)
 		s.monitor = health.NewMonitor(cfg.Health)
 		s.monitor.Logger = log
-		router, err := newFleetRouter(ctx, cfg, s.router, log)
+		router, stop, err := newFleetRouter(ctx, cfg, s.router, log)
 		if err != nil {
 			return err
 		}
+		s.stopRouter = stop
 		deps.Provider, deps.Router, deps.Health = p, router, s.monitor
 		s.logs = p
 	}
@@ -329,6 +331,9 @@ func (s *server) closeParts(ctx context.Context) error {
 	}
 	if s.monitor != nil {
 		keep(s.monitor.Close())
+	}
+	if s.stopRouter != nil {
+		s.stopRouter()
 	}
 	if s.db != nil {
 		keep(s.db.Close())

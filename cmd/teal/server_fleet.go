@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"teal.dev/teal"
 	"teal.dev/teal/api"
@@ -32,20 +33,30 @@ func newProvider(cfg teal.Config, log *slog.Logger) instanceProvider {
 	return p
 }
 
+// reloadWatch is how often teal asks HAProxy whether it was reloaded (and so forgot teal's
+// servers): a reload makes HAProxy answer 503 until then.
+const reloadWatch = time.Second
+
 // newFleetRouter returns the router the controller drives: the built-in one, or a running
-// HAProxy (router: haproxy) with the built-in router still serving the preview. close releases
-// what it opened.
-func newFleetRouter(ctx context.Context, cfg teal.Config, builtin *proxy.Router, log *slog.Logger) (teal.Router, error) {
+// HAProxy (router: haproxy) with the built-in router still serving the preview, watched for
+// reloads. stop ends what it started; it is never nil.
+func newFleetRouter(ctx context.Context, cfg teal.Config, builtin *proxy.Router, log *slog.Logger) (_ teal.Router, stop func(), _ error) {
 	if cfg.Router != "haproxy" {
-		return builtin, nil
+		return builtin, func() {}, nil
 	}
 	h := haproxy.NewRouter(cfg.HAProxy.Socket, cfg.HAProxy.Backend)
 	h.Logger = log.With("component", "haproxy")
 	h.MinSlots = cfg.Run.Instances
 	if err := h.Open(ctx); err != nil {
-		return nil, fmt.Errorf("router haproxy: %w", err)
+		return nil, nil, fmt.Errorf("router haproxy: %w", err)
 	}
-	return &teeRouter{h: h, b: builtin}, nil
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Watch(wctx, reloadWatch)
+	}()
+	return &teeRouter{h: h, b: builtin}, func() { cancel(); <-done }, nil
 }
 
 // teeRouter moves production traffic in HAProxy, and keeps the built-in router's table in step

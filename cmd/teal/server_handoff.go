@@ -152,7 +152,7 @@ func (s *server) drain(ctx context.Context) int {
 // forgetParts drops the parts closeParts closed, so that a later Close does not close them
 // twice.
 func (s *server) forgetParts() {
-	s.ctl, s.stopNotify, s.monitor, s.db, s.closeDNS, s.store = nil, nil, nil, nil, nil, nil
+	s.ctl, s.stopNotify, s.monitor, s.db, s.closeDNS, s.store, s.stopRouter = nil, nil, nil, nil, nil, nil, nil
 }
 
 // runServer runs `teal server`: it takes over from the server running on the same data_dir,
