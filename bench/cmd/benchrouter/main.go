@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	front := fs.String("server", "own", "role router: the router's own HTTP/1.1 server in front (own), or net/http's (nethttp)")
 	bodySize := fs.Int("body", 13, "size in bytes of the upstream's answer")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `file` until it stops")
+	traceFile := fs.String("trace", "", "write a runtime trace (go tool trace) of this process to `file` until it stops")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +81,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
+		defer trace.Stop()
 	}
 
 	var servers []server
