@@ -322,17 +322,12 @@ func (p *Provider) waitRollout(ctx context.Context, c teal.Color, version string
 // Instances lists colour c's pods as teal instances, in name order: Addr is the pod IP and
 // the app's port, Identity the pod UID.
 func (p *Provider) Instances(ctx context.Context, c teal.Color) ([]teal.Instance, error) {
-	l, err := p.kc.CoreV1().Pods(p.ns).List(ctx, metav1.ListOptions{LabelSelector: p.colorSelector(c)})
+	pods, err := p.colorPods(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("pods of %s: %w", c, err)
+		return nil, err
 	}
-	pods := l.Items
-	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	var out []teal.Instance
 	for _, pod := range pods {
-		if pod.DeletionTimestamp != nil {
-			continue
-		}
 		in := teal.Instance{Color: c, Index: len(out), Identity: string(pod.UID), Started: pod.CreationTimestamp.UTC()}
 		if pod.Status.PodIP != "" {
 			in.Addr = net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(p.opts.Kube.Port))
@@ -343,6 +338,18 @@ func (p *Provider) Instances(ctx context.Context, c teal.Color) ([]teal.Instance
 		out = append(out, in)
 	}
 	return out, nil
+}
+
+// colorPods lists colour c's pods that are not being deleted, in name order: the order in
+// which Instances numbers them.
+func (p *Provider) colorPods(ctx context.Context, c teal.Color) ([]corev1.Pod, error) {
+	l, err := p.kc.CoreV1().Pods(p.ns).List(ctx, metav1.ListOptions{LabelSelector: p.colorSelector(c)})
+	if err != nil {
+		return nil, fmt.Errorf("pods of %s: %w", c, err)
+	}
+	pods := slices.DeleteFunc(l.Items, func(pod corev1.Pod) bool { return pod.DeletionTimestamp != nil })
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	return pods, nil
 }
 
 // diagnose says why colour c's pods are not ready: each pod's phase, its containers' waiting
