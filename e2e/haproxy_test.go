@@ -13,6 +13,7 @@ import (
 
 	"teal.dev/teal"
 	"teal.dev/teal/haproxy"
+	"teal.dev/teal/internal/testutil"
 )
 
 // TestHAProxy_ReleaseAndRollback: router: haproxy — teal fills a running HAProxy's server slots
@@ -95,27 +96,14 @@ backend shop
 	// A reload of HAProxy (systemctl reload) goes back to haproxy.cfg, every slot disabled:
 	// teal notices the new worker and puts its servers back without being asked.
 	api := &haproxy.Client{Socket: sock, Timeout: time.Second}
-	pid := func() string {
-		ans, err := api.Do(t.Context(), "show info")
-		if err != nil {
-			return ""
-		}
-		_, after, _ := strings.Cut(ans, "Pid: ")
-		p, _, _ := strings.Cut(after, "\n")
-		return p
+	old, err := api.ProcessID(t.Context())
+	if err != nil {
+		t.Fatalf("show info: %v", err)
 	}
-	old := pid()
-	var sent time.Time
-	waitFor(t, 20*time.Second, "a new haproxy worker", func() bool {
-		// A master that did not act on the signal (still starting) gets it again.
-		if time.Since(sent) > 2*time.Second {
-			if err := hp.Process.Signal(syscall.SIGUSR2); err != nil {
-				t.Fatalf("reload haproxy: %v", err)
-			}
-			sent = time.Now()
-		}
-		p := pid()
-		return p != "" && p != old
+	// A master that did not act on the signal (still starting) gets it again.
+	testutil.SignalUntil(t, hp.Process.Pid, syscall.SIGUSR2, 2*time.Second, 20*time.Second, "a new haproxy worker", func() bool {
+		p, err := api.ProcessID(t.Context())
+		return err == nil && p != old
 	})
 	reloaded := time.Now()
 	sawDown := false

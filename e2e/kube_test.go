@@ -160,7 +160,7 @@ func TestKube_Release(t *testing.T) {
 	if e := k.env(live.Other()); e.State != teal.EnvReady || len(e.Health) != 2 || !e.Health[0].Healthy || !e.Health[1].Healthy {
 		t.Fatalf("status of %s at the gate = %s with health %+v; want ready, 2 healthy pods", live.Other(), e.State, e.Health)
 	}
-	rollouts := k.replicaSets(live.Other())
+	rollouts := k.c.ReplicaSets(t, k.ns, live.Other())
 
 	// teal dies mid-release and comes back without its state: the cluster tells it what runs
 	// where.
@@ -190,7 +190,7 @@ func TestKube_Release(t *testing.T) {
 	if code := runCLI(t, k.harness, "deploy", "v2", "--wait", "--timeout", "60s"); code != 0 {
 		t.Fatalf("teal deploy v2 after the rebuild exited %d, want 0:\n%s", code, k.serverLog())
 	}
-	if got := k.replicaSets(live.Other()); !slices.Equal(got, rollouts) {
+	if got := k.c.ReplicaSets(t, k.ns, live.Other()); !slices.Equal(got, rollouts) {
 		t.Fatalf("ReplicaSets of %s %v → %v: the rebuilt teal rolled v2 out again instead of adopting it", live.Other(), rollouts, got)
 	}
 	if code := runCLI(t, k.harness, "promote", "--wait"); code != 0 {
@@ -203,21 +203,6 @@ func TestKube_Release(t *testing.T) {
 		t.Fatalf("teal rollback --wait exited %d, want 0:\n%s", code, k.serverLog())
 	}
 	k.wantServing("shop", live, "v1")
-}
-
-// replicaSets names colour c's ReplicaSets: a new one means a new rollout.
-func (k *kubeApp) replicaSets(c teal.Color) []string {
-	k.t.Helper()
-	l, err := k.c.Client.AppsV1().ReplicaSets(k.ns).List(context.Background(), metav1.ListOptions{LabelSelector: kube.LabelColor + "=" + string(c)})
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	var names []string
-	for _, rs := range l.Items {
-		names = append(names, rs.Name)
-	}
-	slices.Sort(names)
-	return names
 }
 
 // TestKube_NeverReady: a version whose pods never become ready fails at provisioning with the

@@ -127,6 +127,21 @@ func (c *Client) Do(ctx context.Context, cmd string) (string, error) {
 	return strings.TrimRight(string(b), "\n"), nil
 }
 
+// ProcessID is the Pid line of show info: the process serving the Runtime API, which a reload
+// (a new worker) or a restart changes.
+func (c *Client) ProcessID(ctx context.Context) (string, error) {
+	ans, err := c.Do(ctx, "show info")
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(ans, "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid: "); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("show info has no Pid line")
+}
+
 // Set sends a command whose success is an empty answer (set server … weight|state), and
 // returns an *APIError quoting any other answer.
 func (c *Client) Set(ctx context.Context, cmd string) error {

@@ -159,7 +159,7 @@ func (r *Router) open(ctx context.Context) error {
 	if len(others) > 0 {
 		r.log().Warn("haproxy backend has servers that are not teal's slots and take traffic", "backend", r.backend, "servers", others)
 	}
-	if r.pid, err = r.processID(ctx); err != nil {
+	if r.pid, err = r.api().ProcessID(ctx); err != nil {
 		return fmt.Errorf("open haproxy router: %w", err)
 	}
 	r.slots = slots
@@ -433,7 +433,7 @@ func (r *Router) Reapply(ctx context.Context) (bool, error) {
 	if !r.opened {
 		return false, nil
 	}
-	pid, err := r.processID(ctx)
+	pid, err := r.api().ProcessID(ctx)
 	if err != nil {
 		return false, fmt.Errorf("reapply: %w", err)
 	}
@@ -482,21 +482,6 @@ func (r *Router) Watch(ctx context.Context, every time.Duration) {
 			r.log().Error("haproxy reload watch", "err", err)
 		}
 	}
-}
-
-// processID is the Pid of show info: the process serving the Runtime API, which a reload or
-// a restart changes.
-func (r *Router) processID(ctx context.Context) (string, error) {
-	ans, err := r.api().Do(ctx, "show info")
-	if err != nil {
-		return "", err
-	}
-	for line := range strings.SplitSeq(ans, "\n") {
-		if v, ok := strings.CutPrefix(line, "Pid: "); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", fmt.Errorf("show info has no Pid line")
 }
 
 // Shares returns the split the Router has in force, as Open inferred it or Route set it.

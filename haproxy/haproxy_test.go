@@ -578,16 +578,13 @@ func TestRouter_ReappliesAfterReload(t *testing.T) {
 	}
 	before := servers(t, r)
 
-	pid := func() string {
-		ans, err := (&Client{Socket: in.Socket, Timeout: time.Second}).Do(ctx, "show info")
-		if err != nil {
-			return ""
-		}
-		_, after, _ := strings.Cut(ans, "Pid: ")
-		p, _, _ := strings.Cut(after, "\n")
-		return p
-	}
-	reload(t, in.Pid, pid)
+	api := &Client{Socket: in.Socket, Timeout: time.Second}
+	old, err := api.ProcessID(ctx)
+	must(t, "show info", err)
+	testutil.SignalUntil(t, in.Pid, syscall.SIGUSR2, 2*time.Second, 20*time.Second, "a new haproxy worker on the admin socket", func() bool {
+		p, err := api.ProcessID(ctx)
+		return err == nil && p != old
+	})
 	// The new worker knows only haproxy.cfg: no server takes traffic.
 	for name, s := range servers(t, r) {
 		if s.Admin.Name() != StateMaint {
@@ -618,23 +615,4 @@ func TestRouter_ReappliesAfterReload(t *testing.T) {
 	if changed, err := r.Reapply(ctx); changed || err != nil {
 		t.Fatalf("second Reapply = %v, %v; want false, nil", changed, err)
 	}
-}
-
-// reload sends SIGUSR2 to a master-worker haproxy and waits until the Runtime API answers from
-// a new worker (pid tells which). A master still starting up may not handle the signal yet:
-// it is sent again every 2 s until a new worker answers.
-func reload(t *testing.T, master int, pid func() string) {
-	t.Helper()
-	old := pid()
-	var sent time.Time
-	testutil.WaitFor(t, 20*time.Second, "a new haproxy worker on the admin socket", func() bool {
-		if time.Since(sent) > 2*time.Second {
-			if err := syscall.Kill(master, syscall.SIGUSR2); err != nil {
-				t.Fatalf("reload haproxy: %v", err)
-			}
-			sent = time.Now()
-		}
-		p := pid()
-		return p != "" && p != old
-	})
 }

@@ -373,18 +373,7 @@ func TestProvider_RestartMidRelease(t *testing.T) {
 	f.route(teal.Routes{Traffic: teal.All(teal.Blue)})
 	green := f.launch(teal.Green, "v2")
 	f.route(teal.Routes{Traffic: teal.All(teal.Blue), Preview: teal.Green})
-	replicaSets := func() []string {
-		l, err := f.c.Client.AppsV1().ReplicaSets(f.ns).List(ctx, metav1.ListOptions{LabelSelector: "teal.dev/color=green"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, rs := range l.Items {
-			names = append(names, rs.Name)
-		}
-		slices.Sort(names)
-		return names
-	}
+	replicaSets := func() []string { return f.c.ReplicaSets(t, f.ns, teal.Green) }
 	before := replicaSets()
 
 	// teal restarts: a new Provider, no memory of the old one.

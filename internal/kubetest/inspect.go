@@ -77,3 +77,18 @@ func BackendWeights(u *unstructured.Unstructured) string {
 	}
 	return strings.Join(parts, " | ")
 }
+
+// ReplicaSets names colour c's ReplicaSets in namespace ns, sorted: a new name is a new rollout.
+func (c *Cluster) ReplicaSets(t testing.TB, ns string, color teal.Color) []string {
+	t.Helper()
+	l, err := c.Client.AppsV1().ReplicaSets(ns).List(context.Background(), metav1.ListOptions{LabelSelector: kube.LabelColor + "=" + string(color)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, rs := range l.Items {
+		names = append(names, rs.Name)
+	}
+	slices.Sort(names)
+	return names
+}
