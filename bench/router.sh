@@ -60,7 +60,16 @@ wait_http() {
 }
 
 say "building benchrouter and benchload"
-(cd "$root" && go build -o "$work/benchrouter" ./bench/cmd/benchrouter && go build -o "$work/benchload" ./bench/cmd/benchload)
+(cd "$root" && go build -o "$work/benchrouter" ./bench/cmd/benchrouter && go build -o "$work/benchload" ./bench/cmd/benchload &&
+	go build -o "$work/benchwire" ./bench/cmd/benchwire)
+
+# The third measurement captures the loopback device (tcpdump), which needs root or
+# CAP_NET_RAW; without it that column says n/a.
+wire=1
+if ! timeout 2 tcpdump -i lo -c 1 -w /dev/null 'tcp port 9' >/dev/null 2>"$work/tcpdump-check"; then
+	grep -qi 'permission\|not permitted' "$work/tcpdump-check" && wire=0
+fi
+((wire)) || say "tcpdump cannot capture here (run as root for the wire column); going on without it"
 
 # proc holds each target's processes, whose CPU time per request is measured: for direct,
 # the upstream itself.
@@ -206,26 +215,56 @@ done
 load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Second pass: a constant rate, half of teal's maximum, against each target, to see the
-# latency each adds (its p99 minus the upstream's own at the same rate).
+# latency each adds (its p99 minus the upstream's own at the same rate). The requests are
+# numbered (-tag) and the loopback device is captured meanwhile, for every target alike: the
+# capture pairs each request with the one the proxy sent on, and benchwire reads from the
+# kernel's timestamps how long each request spent in the proxy — the latency it adds, free
+# of the load generator's own lateness.
 rate=$((${rps[teal]} / 2))
 rate_targets=(direct teal haproxy nginx httputil teal-nethttp)
 for ((r = 1; r <= ROUNDS; r++)); do
 	for ((i = 0; i < ${#rate_targets[@]}; i++)); do
 		t=${rate_targets[$(((i + r - 1) % ${#rate_targets[@]}))]}
 		say "round $r/$ROUNDS at $rate req/s: $t (benchload -duration $RATE_DURATION)"
-		"$work/benchload" -url "http://127.0.0.1:${port[$t]}/" -rate "$rate" -conns "$CONNS" \
+		td=
+		if ((wire)); then
+			tcpdump -i lo -n -s 128 -B 32768 -w "$work/$t.$r.pcap" \
+				"tcp[tcpflags] & tcp-push != 0 and (port ${port[$t]} or port $UPSTREAM_PORT)" 2>"$work/$t.$r.tcpdump" &
+			td=$!
+			deadline=$((SECONDS + 10))
+			until grep -q 'listening on' "$work/$t.$r.tcpdump"; do
+				((SECONDS < deadline)) || die "tcpdump did not start: $(cat "$work/$t.$r.tcpdump")"
+				sleep 0.05
+			done
+		fi
+		"$work/benchload" -tag -url "http://127.0.0.1:${port[$t]}/" -rate "$rate" -conns "$CONNS" \
 			-duration "$RATE_DURATION" >"$work/$t.$r.rate"
+		if [ -n "$td" ]; then
+			kill -INT "$td"
+			wait "$td" || true
+			if [ "$t" != direct ]; then
+				"$work/benchwire" -proxy "${port[$t]}" -upstream "$UPSTREAM_PORT" "$work/$t.$r.pcap" >"$work/$t.$r.wire" ||
+					die "benchwire could not read the capture of $t"
+			fi
+			rm -f "$work/$t.$r.pcap"
+		fi
 	done
 done
-declare -A rp50 rp99 rerr
+declare -A rp50 rp99 rerr wp50 wp99 wdrop
 field() { tr ' ' '\n' <"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 for t in "${rate_targets[@]}"; do
-	a=() b=() e=0
+	a=() b=() c=() d=() e=0 x=0
 	for ((r = 1; r <= ROUNDS; r++)); do
 		a+=("$(field "$work/$t.$r.rate" p50_ms)") b+=("$(field "$work/$t.$r.rate" p99_ms)")
 		e=$((e + $(field "$work/$t.$r.rate" errors)))
+		if [ -f "$work/$t.$r.wire" ]; then
+			c+=("$(field "$work/$t.$r.wire" added_p50_ms)") d+=("$(field "$work/$t.$r.wire" added_p99_ms)")
+			x=$((x + $(awk '/packets dropped by kernel/ { print $1 }' "$work/$t.$r.tcpdump")))
+		fi
 	done
 	rp50[$t]=$(median "${a[@]}") rp99[$t]=$(median "${b[@]}") rerr[$t]=$e
+	wp50[$t]=n/a wp99[$t]=n/a wdrop[$t]=$x
+	if ((${#c[@]})); then wp50[$t]=$(median "${c[@]}") wp99[$t]=$(median "${d[@]}"); fi
 done
 added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 teal_added=$(added "${rp99[teal]}" "${rp99[direct]}")
@@ -269,19 +308,27 @@ table=$work/table.md
 	echo "At a constant $rate req/s (half of teal's median), $ROUNDS rounds of \`benchload -conns $CONNS"
 	echo "-duration $RATE_DURATION\` per target, latency counted from when each request was due:"
 	echo
-	echo "| target | p50 ms | p99 ms | p99 added ms | errors |"
-	echo "|---|---:|---:|---:|---:|"
+	echo "| target | p50 ms | p99 ms | p99 added ms | errors | in the proxy p50 ms | in the proxy p99 ms |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
 	for t in "${rate_targets[@]}"; do
-		echo "| $t | ${rp50[$t]} | ${rp99[$t]} | $(added "${rp99[$t]}" "${rp99[direct]}") | ${rerr[$t]} |"
+		if [ "$t" = direct ]; then w1=– w2=–; else w1=${wp50[$t]} w2=${wp99[$t]}; fi
+		echo "| $t | ${rp50[$t]} | ${rp99[$t]} | $(added "${rp99[$t]}" "${rp99[direct]}") | ${rerr[$t]} | $w1 | $w2 |"
 	done
 	echo
+	echo "*In the proxy* is read off a capture of the loopback device taken during the same rounds"
+	echo "(\`tcpdump\`, then \`bench/cmd/benchwire\`): per request, from the client's request reaching"
+	echo "the proxy to the proxy's answer leaving it, less the upstream's time — the latency the proxy"
+	echo "adds, without the load generator's own lateness. Medians of the rounds' percentiles;"
+	echo "packets the kernel dropped from the capture: teal ${wdrop[teal]}, haproxy ${wdrop[haproxy]}, nginx ${wdrop[nginx]}."
+	echo
 	echo "**teal/haproxy = ${teal_haproxy}×, teal/httputil = ${teal_httputil}×, teal/nginx = ${teal_nginx}×,"
-	echo "teal/teal-rp = ${teal_rp}×; p99 added at $rate req/s = ${teal_added} ms.** Machine: $cores cores"
+	echo "teal/teal-rp = ${teal_rp}×; p99 added at $rate req/s = ${teal_added} ms; p99 in the proxy: teal"
+	echo "${wp99[teal]} ms, haproxy ${wp99[haproxy]} ms, nginx ${wp99[nginx]} ms.** Machine: $cores cores"
 	echo "($cpu), shared by the load generator, the proxies and the upstream, and by anything"
 	echo "else running: load average $load_start before the rounds, $load_mid after them, $load_end"
 	echo "at the end. Absolute numbers are low and noisy; the ratios within the run are the point."
 } >"$table"
-history_line="- $when, commit $commit: teal ${rps[teal]} req/s (p99 ${p99[teal]} ms, ${cpu[teal]} µs CPU/req), haproxy ${rps[haproxy]} (${cpu[haproxy]} µs), nginx ${rps[nginx]} (${cpu[nginx]} µs), httputil ${rps[httputil]} (${cpu[httputil]} µs), teal-rp ${rps[teal-rp]} (${cpu[teal-rp]} µs), direct ${rps[direct]}; teal/haproxy ${teal_haproxy}×, teal/httputil ${teal_httputil}×, teal/nginx ${teal_nginx}×, teal/direct ${teal_direct}×; p99 added at $rate req/s ${teal_added} ms (median of $ROUNDS × wrk -t$THREADS -c$CONNS -d$DURATION, $cores cores, load $load_start → $load_end)"
+history_line="- $when, commit $commit: teal ${rps[teal]} req/s (p99 ${p99[teal]} ms, ${cpu[teal]} µs CPU/req), haproxy ${rps[haproxy]} (${cpu[haproxy]} µs), nginx ${rps[nginx]} (${cpu[nginx]} µs), httputil ${rps[httputil]} (${cpu[httputil]} µs), teal-rp ${rps[teal-rp]} (${cpu[teal-rp]} µs), direct ${rps[direct]}; teal/haproxy ${teal_haproxy}×, teal/httputil ${teal_httputil}×, teal/nginx ${teal_nginx}×, teal/direct ${teal_direct}×; p99 added at $rate req/s ${teal_added} ms, p99 in the proxy teal ${wp99[teal]} ms, haproxy ${wp99[haproxy]} ms, nginx ${wp99[nginx]} ms (median of $ROUNDS × wrk -t$THREADS -c$CONNS -d$DURATION, $cores cores, load $load_start → $load_end)"
 
 cat "$table"
 [ -z "${NO_DOC:-}" ] || exit 0

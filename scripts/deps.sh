@@ -28,6 +28,7 @@ case "${1:-test}" in
     need haproxy haproxy
     need nginx nginx     # a peer of the router in bench/router.sh
     need hyperfine hyperfine
+    need tcpdump tcpdump # bench/router.sh's capture of what each proxy adds (benchwire)
     ;;
   *) echo "deps.sh: unknown target $1 (test|bench)" >&2; exit 2 ;;
 esac

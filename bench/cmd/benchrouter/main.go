@@ -58,6 +58,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	bodySize := fs.Int("body", 13, "size in bytes of the upstream's answer")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `file` until it stops")
 	traceFile := fs.String("trace", "", "write a runtime trace (go tool trace) of this process to `file` until it stops")
+	closeCheck := fs.Duration("closecheck", proxy.DefaultCloseCheckDelay, "role router, own server: its CloseCheckDelay (negative: never watch)")
+	readHeader := fs.Duration("readheader", 10*time.Second, "the proxies' ReadHeaderTimeout (0: none)")
+	idle := fs.Duration("idle", 2*time.Minute, "the proxies' IdleTimeout (0: ReadHeaderTimeout's)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -134,8 +137,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("listen for the router: %w", err)
 		}
 		if *front == "own" {
-			servers = append(servers, &proxy.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second,
-				IdleTimeout: 2 * time.Minute})
+			servers = append(servers, &proxy.Server{Handler: r.Handler(), ReadHeaderTimeout: *readHeader,
+				IdleTimeout: *idle, CloseCheckDelay: *closeCheck})
 		} else {
 			servers = append(servers, newServer(r.Handler()))
 		}
