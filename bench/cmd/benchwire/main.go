@@ -19,12 +19,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -179,70 +181,27 @@ func (p *pairer) result() result {
 // requestNumber returns n from a request line "GET /path?...n=N... HTTP/1.1" at the start
 // of payload.
 func requestNumber(payload []byte) (int64, bool) {
-	i := 0
-	for i < len(payload) && payload[i] != ' ' {
-		i++
-	}
-	if i == 0 || i == len(payload) {
+	_, target, ok := bytes.Cut(payload, []byte(" "))
+	if !ok {
 		return 0, false
 	}
-	target := payload[i+1:]
-	for j, c := range target {
-		if c == ' ' || c == '\r' || c == '\n' {
-			target = target[:j]
-			break
-		}
+	if i := bytes.IndexAny(target, " \r\n"); i >= 0 {
+		target = target[:i]
 	}
-	q := -1
-	for j, c := range target {
-		if c == '?' {
-			q = j
-			break
-		}
-	}
-	if q < 0 {
+	_, query, ok := bytes.Cut(target, []byte("?"))
+	if !ok {
 		return 0, false
 	}
 	var n int64
 	found := false
-	for _, param := range splitAmp(target[q+1:]) {
-		if len(param) < 3 || param[0] != 'n' || param[1] != '=' {
+	for _, param := range bytes.Split(query, []byte("&")) {
+		v, ok := bytes.CutPrefix(param, []byte("n="))
+		if !ok {
 			continue
 		}
-		v, ok := parseUint(param[2:])
-		if ok {
-			n, found = v, true
+		if u, err := strconv.ParseUint(string(v), 10, 63); err == nil {
+			n, found = int64(u), true
 		}
 	}
 	return n, found
-}
-
-func splitAmp(b []byte) [][]byte {
-	var out [][]byte
-	for len(b) > 0 {
-		i := 0
-		for i < len(b) && b[i] != '&' {
-			i++
-		}
-		out = append(out, b[:i])
-		if i == len(b) {
-			break
-		}
-		b = b[i+1:]
-	}
-	return out
-}
-
-func parseUint(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }

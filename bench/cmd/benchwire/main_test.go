@@ -131,7 +131,9 @@ func TestRequestNumber(t *testing.T) {
 		{"GET /?n= HTTP/1.1", 0, false},
 		{"GET /?n=-1 HTTP/1.1", 0, false},
 		{"GET /?n=1x HTTP/1.1", 0, false},
-		{"GET /?n=1234567890123456789 HTTP/1.1", 0, false}, // 19 digits could overflow
+		{"GET /?n=1234567890123456789 HTTP/1.1", 1234567890123456789, true},
+		{"GET /?n=12345678901234567890 HTTP/1.1", 0, false}, // more than an int64
+		{"GET /?n=+1 HTTP/1.1", 0, false},
 		{"HTTP/1.1 200 OK\r\n", 0, false},
 		{"GET", 0, false},
 		{"", 0, false},
