@@ -69,7 +69,31 @@ backend shop
 		t.Fatalf("haproxy answers %s, want v1", v)
 	}
 	l := startLoad(front)
-	h.release("v2")
+	// At the gate the preview is teal's own (docs/haproxy.md): the built-in router, kept in
+	// step with HAProxy's slots, serves the idle colour there, and listen the live one.
+	if _, err := h.client.Deploy(t.Context(), "v2"); err != nil {
+		t.Fatalf("deploy v2: %v", err)
+	}
+	if rel := h.waitRelease("v2 at the gate", atGate); rel.Outcome != nil {
+		t.Fatalf("v2 ended %s before the gate: %s", *rel.Outcome, rel.Error)
+	}
+	for _, c := range []struct{ where, addr, want string }{
+		{"haproxy", front, "v1"}, {"teal's preview", h.prev, "v2"}, {"teal's listen", h.listen, "v1"},
+	} {
+		if got := versionAt(t, c.addr); got != c.want {
+			t.Fatalf("at the gate %s serves %s, want %s", c.where, got, c.want)
+		}
+	}
+	// What the built-in router alone could do is refused, not silently done beside HAProxy.
+	if _, err := h.client.Maintenance(t.Context(), true); err == nil || !strings.Contains(err.Error(), "no maintenance mode") {
+		t.Fatalf("maintenance on behind haproxy: %v, want it refused (no maintenance mode)", err)
+	}
+	if _, err := h.client.Promote(t.Context()); err != nil {
+		t.Fatalf("promote v2: %v", err)
+	}
+	if rel := h.waitRelease("v2 released", ended); *rel.Outcome != teal.OutcomeReleased {
+		t.Fatalf("v2 ended %s: %s", *rel.Outcome, rel.Error)
+	}
 	waitMore(t, l, 100)
 	if v := versionAt(t, front); v != "v2" {
 		t.Fatalf("after the release haproxy answers %s, want v2", v)
