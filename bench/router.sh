@@ -33,7 +33,7 @@ die() { say "$*"; exit 1; }
 
 # Tools: installed from Debian when missing.
 "$root/scripts/deps.sh" bench
-command -v go >/dev/null || die "go is needed to build bench/cmd/benchrouter and benchload"
+command -v go >/dev/null || die "go is needed to build bench/cmd/benchrouter, benchload and benchwire"
 
 work=$(mktemp -d)
 chmod 755 "$work" # nginx's workers run as nobody
@@ -59,7 +59,7 @@ wait_http() {
 	done
 }
 
-say "building benchrouter and benchload"
+say "building benchrouter, benchload and benchwire"
 (cd "$root" && go build -o "$work/benchrouter" ./bench/cmd/benchrouter && go build -o "$work/benchload" ./bench/cmd/benchload &&
 	go build -o "$work/benchwire" ./bench/cmd/benchwire)
 
