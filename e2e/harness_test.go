@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 
 	"teal.dev/teal"
 	"teal.dev/teal/api"
+	"teal.dev/teal/internal/freeport"
 	"teal.dev/teal/internal/load"
 	"teal.dev/teal/internal/testutil"
 )
@@ -147,14 +147,9 @@ func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	ports, err := freeport.Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"teal.dev/teal"
+	"teal.dev/teal/internal/freeport"
 	"teal.dev/teal/internal/procenv"
 )
 
@@ -134,7 +135,7 @@ func (p *Provider) Launch(ctx context.Context, req teal.LaunchRequest) ([]teal.I
 	if err := os.MkdirAll(p.logDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}
-	ports, err := freePorts(p.run.Instances)
+	ports, err := freeport.Ports(p.run.Instances)
 	if err != nil {
 		return nil, err
 	}
@@ -466,27 +467,6 @@ func snapshot(ins []*instance) []teal.Instance {
 		out[i] = in.info()
 	}
 	return out
-}
-
-// freePorts picks n distinct free TCP ports on 127.0.0.1, holding all of them until the last
-// is chosen so the kernel cannot hand the same one out twice.
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
 }
 
 func addrPort(addr string) (int, error) {

@@ -18,6 +18,7 @@ import (
 
 	"teal.dev/teal"
 	"teal.dev/teal/api"
+	"teal.dev/teal/internal/freeport"
 	"teal.dev/teal/internal/load"
 	"teal.dev/teal/internal/pgcluster"
 	"teal.dev/teal/sampleapp"
@@ -164,7 +165,7 @@ func (d *demo) setUp(ctx context.Context) error {
 			return err
 		}
 	}
-	ports, err := freePorts(3)
+	ports, err := freeport.Ports(3)
 	if err != nil {
 		return err
 	}
@@ -536,23 +537,4 @@ func (d *demo) get(ctx context.Context, addr, path string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 	return strings.TrimSpace(string(b))
-}
-
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,6 +43,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"teal.dev/teal/internal/freeport"
 )
 
 // Version is the Kubernetes release the tools are built from; the cache directory is named
@@ -167,7 +168,7 @@ func Start(ctx context.Context) (_ *Cluster, err error) {
 		}
 	}()
 
-	ports, err := freePorts(6)
+	ports, err := freeport.Ports(6)
 	if err != nil {
 		return nil, err
 	}
@@ -563,25 +564,6 @@ func poll(ctx context.Context, what string, cond func() (bool, error)) error {
 		case <-time.After(wait):
 		}
 	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func randomToken() (string, error) {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -18,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"teal.dev/teal/internal/freeport"
 )
 
 // Cluster is one running throwaway cluster.
@@ -117,9 +118,11 @@ func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
 	logPath := filepath.Join(dir, "server.log")
 	// A free port can be taken between choosing it and the server binding it: try again.
 	for attempt := 0; ; attempt++ {
-		if c.Port, err = freePort(); err != nil {
+		ports, err := freeport.Ports(1)
+		if err != nil {
 			return nil, err
 		}
+		c.Port = ports[0]
 		opts := []string{"-p", strconv.Itoa(c.Port)}
 		for _, k := range keys {
 			opts = append(opts, "-c", k+"="+settings[k])
@@ -177,15 +180,6 @@ func (c *Cluster) run(ctx context.Context, name string, args ...string) ([]byte,
 	}
 	cmd.Dir = "/"
 	return cmd.CombinedOutput()
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // shellJoin quotes args for pg_ctl -o, which passes them through a shell.
