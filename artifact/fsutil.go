@@ -89,6 +89,9 @@ type workDir struct {
 	lock *os.File
 }
 
+// obj is where a push stages the artifact's content, inside the work directory.
+func (wd *workDir) obj() string { return filepath.Join(wd.path, "obj") }
+
 // newWorkDir makes and locks a work directory under tmp.
 func newWorkDir(tmp string) (*workDir, error) {
 	p, err := os.MkdirTemp(tmp, "push-")

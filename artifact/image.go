@@ -78,15 +78,11 @@ func (s *Store) PushImage(ctx context.Context, version, ref string) (*teal.Artif
 	if err != nil {
 		return nil, false, invalidf("push REPO@sha256:<digest>", "push artifact %s: %v", version, err)
 	}
-	wd, err := newWorkDir(s.path("tmp"))
+	wd, obj, err := s.newPushDir()
 	if err != nil {
 		return nil, false, err
 	}
 	defer s.removeWorkDir(wd)
-	obj := filepath.Join(wd.path, "obj")
-	if err := os.Mkdir(obj, 0o755); err != nil {
-		return nil, false, fmt.Errorf("push artifact: %w", err)
-	}
 	data := []byte(img.String() + "\n")
 	p := filepath.Join(obj, ImageFile)
 	if err := writeSynced(p, data); err != nil {

@@ -316,15 +316,11 @@ func (s *Store) limits() limits { return limits{size: s.MaxSize, entries: s.MaxE
 
 // pushFile stores the bytes of r as the file artifact name of version.
 func (s *Store) pushFile(ctx context.Context, version, name string, r io.Reader, exec bool) (*teal.Artifact, bool, error) {
-	wd, err := newWorkDir(s.path("tmp"))
+	wd, obj, err := s.newPushDir()
 	if err != nil {
 		return nil, false, err
 	}
 	defer s.removeWorkDir(wd)
-	obj := filepath.Join(wd.path, "obj")
-	if err := os.Mkdir(obj, 0o755); err != nil {
-		return nil, false, fmt.Errorf("push artifact: %w", err)
-	}
 	f, err := os.OpenFile(filepath.Join(obj, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, false, fmt.Errorf("push artifact: %w", err)
@@ -357,15 +353,11 @@ func (s *Store) pushFile(ctx context.Context, version, name string, r io.Reader,
 
 // pushDir stores the tree fill writes into a fresh root as the directory artifact of version.
 func (s *Store) pushDir(ctx context.Context, version string, fill func(*os.Root) error) (*teal.Artifact, bool, error) {
-	wd, err := newWorkDir(s.path("tmp"))
+	wd, obj, err := s.newPushDir()
 	if err != nil {
 		return nil, false, err
 	}
 	defer s.removeWorkDir(wd)
-	obj := filepath.Join(wd.path, "obj")
-	if err := os.Mkdir(obj, 0o755); err != nil {
-		return nil, false, fmt.Errorf("push artifact: %w", err)
-	}
 	root, err := os.OpenRoot(obj)
 	if err != nil {
 		return nil, false, fmt.Errorf("push artifact: %w", err)
@@ -423,7 +415,7 @@ func (s *Store) install(wd *workDir, rec record, tarLen int64) (string, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return name, err
 	}
-	obj := filepath.Join(wd.path, "obj")
+	obj := wd.obj()
 	if err := seal(obj); err != nil {
 		return "", err
 	}
@@ -559,6 +551,21 @@ func (s *Store) artifact(rec record) *teal.Artifact {
 		Pushed:  rec.Pushed,
 		Path:    p,
 	}
+}
+
+// newPushDir makes a locked work directory for a push and, in it, the empty directory the
+// artifact's content is staged in (wd.obj()), which it returns too.
+func (s *Store) newPushDir() (*workDir, string, error) {
+	wd, err := newWorkDir(s.path("tmp"))
+	if err != nil {
+		return nil, "", err
+	}
+	obj := wd.obj()
+	if err := os.Mkdir(obj, 0o755); err != nil {
+		s.removeWorkDir(wd)
+		return nil, "", fmt.Errorf("push artifact: %w", err)
+	}
+	return wd, obj, nil
 }
 
 func (s *Store) removeWorkDir(wd *workDir) {
